@@ -1,0 +1,1 @@
+"""Warehouse-native audience activation: land, validate, model, activate."""
