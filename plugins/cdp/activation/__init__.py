@@ -1,0 +1,1 @@
+"""Activation: deliver audience membership to destinations, exactly once."""

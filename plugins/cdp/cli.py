@@ -1,0 +1,163 @@
+"""The `cdp` command: what analysts and operators run from a terminal.
+
+    cdp generate   write sample extracts into a landing folder
+    cdp run        land, validate, build and activate once, through the Airflow DAGs
+    cdp demo       generate (first time only), run, and print the summary
+    cdp summary    print what the warehouse holds now
+    cdp warehouse  start/stop the embedded Postgres or print its dbt environment
+    cdp destinations check   validate the destination files
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cdp import settings
+
+log = logging.getLogger("cdp")
+
+DEMO_BUCKETS = ("cdp-exports",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if arguments.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return arguments.handler(arguments)
+    except Exception as error:  # noqa: BLE001 - the entry point turns errors into messages
+        if arguments.verbose:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cdp", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    generate = commands.add_parser("generate", help="write sample extracts")
+    generate.add_argument("--out", type=Path, default=None, help="landing folder to write")
+    generate.add_argument("--customers", type=int, default=2000, help="people to simulate")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--day", type=int, default=1, help="2, 3, ... for later extracts")
+    generate.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default today)")
+    generate.set_defaults(handler=_generate)
+
+    run = commands.add_parser("run", help="run the whole flow once through the DAGs")
+    run.add_argument(
+        "--landing", default=None, help="folder or s3://bucket/prefix (default CDP_LANDING_URL)"
+    )
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="sample data end to end, with a local S3")
+    demo.add_argument("--customers", type=int, default=2000)
+    demo.set_defaults(handler=_demo)
+
+    summary = commands.add_parser("summary", help="print what the warehouse holds")
+    summary.set_defaults(handler=_summary)
+
+    warehouse = commands.add_parser("warehouse", help="the embedded Postgres")
+    warehouse.add_argument("action", choices=("start", "stop", "env"))
+    warehouse.set_defaults(handler=_warehouse)
+
+    destinations = commands.add_parser("destinations", help="destination files")
+    destinations.add_argument("action", choices=("check",))
+    destinations.set_defaults(handler=_destinations)
+    return parser
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from None
+
+
+def _generate(arguments) -> int:
+    from cdp import samples
+
+    out = arguments.out or Path(settings.landing_url())
+    summary = samples.generate(
+        out, customers=arguments.customers, seed=arguments.seed, as_of=arguments.as_of,
+        day=arguments.day,
+    )  # fmt: skip
+    print(summary)
+    return 0
+
+
+def _run(arguments) -> int:
+    from cdp import orchestration, summary
+
+    landing_url = arguments.landing or settings.landing_url()
+    orchestration.prepare_airflow()
+    outcomes = orchestration.run_flow(landing_url)
+    for dag_id, outcome in outcomes.items():
+        print(f"{dag_id:<36} {outcome}")
+    print()
+    print(summary.render(summary.collect()))
+    return 0
+
+
+def _demo(arguments) -> int:
+    from cdp import local_s3, samples
+
+    landing = Path(settings.landing_url())
+    if not any(landing.glob("*/*")):
+        print(samples.generate(landing, customers=arguments.customers))
+    else:
+        print(f"Sample extracts already in {landing}; landing only what is new.")
+
+    # The S3 destination writes to a local S3 protocol server for the demo.
+    local_s3.use_for_demo_destinations(local_s3.start_local_s3(DEMO_BUCKETS))
+    arguments.landing = str(landing)
+    return _run(arguments)
+
+
+def _summary(arguments) -> int:
+    from cdp import summary
+
+    print(summary.render(summary.collect()))
+    return 0
+
+
+def _warehouse(arguments) -> int:
+    from cdp import warehouse
+
+    if arguments.action == "stop":
+        warehouse.stop_embedded()
+        return 0
+    address = warehouse.address()
+    if arguments.action == "start":
+        print(f"warehouse running: {address.describe()}")
+    else:
+        for key, value in address.dbt_env().items():
+            print(f"export {key}={shlex.quote(value)}")
+        print("export DBT_SEND_ANONYMOUS_USAGE_STATS=False DO_NOT_TRACK=1")
+    return 0
+
+
+def _destinations(arguments) -> int:
+    from cdp.activation.destinations import load_all
+
+    for destination in load_all().values():
+        print(
+            f"{destination.name}: {destination.type}, {destination.marketing_action}, "
+            f"{len(destination.audiences)} audiences, schedule {destination.schedule}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    sys.exit(main())

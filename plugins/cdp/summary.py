@@ -1,0 +1,92 @@
+"""The short report printed after a run: what landed, who was built, what was sent.
+
+Counts only: no row of personal data is ever printed.
+"""
+
+from __future__ import annotations
+
+from cdp import settings, warehouse
+
+
+def collect() -> dict:
+    with warehouse.connect() as conn, conn.cursor() as cursor:
+        return {
+            "files": _rows(cursor, """
+                select dataset, status, count(*), coalesce(sum(rows_landed), 0),
+                       coalesce(sum(rows_promoted), 0), coalesce(sum(rows_quarantined), 0)
+                from ops.landed_files group by 1, 2 order by 1, 2
+            """),
+            "profiles": _rows(cursor, """
+                select count(*), count(*) filter (where not is_anonymous)
+                from marts.dim_profiles
+            """),
+            "identities": _rows(cursor, """
+                select namespace, count(*) from marts.bdg_profile_identities
+                group by 1 order by 1
+            """),
+            "audiences": _rows(cursor, """
+                select audience_id, current_size from marts.dim_audiences order by 1
+            """),
+            "activations": _rows(cursor, """
+                select destination, audience_id,
+                       sum(rows_added), sum(rows_removed), count(*),
+                       (array_agg(excluded_by_reason order by planned_at desc))[1]::text
+                from ops.activation_runs
+                where status = 'sent'
+                group by 1, 2 order by 1, 2
+            """),
+        }  # fmt: skip
+
+
+def _rows(cursor, sql: str) -> list[tuple]:
+    cursor.execute("select to_regclass(%s)", (_first_table(sql),))
+    if cursor.fetchone()[0] is None:
+        return []
+    cursor.execute(sql)
+    return cursor.fetchall()
+
+
+def _first_table(sql: str) -> str:
+    words = sql.split()
+    return words[words.index("from") + 1]
+
+
+def render(facts: dict) -> str:
+    lines = [f"Warehouse: {warehouse.address().describe()}", ""]
+
+    lines.append("Files landed (dataset, status: files, rows landed / promoted / quarantined)")
+    for dataset, status, files, landed, promoted, quarantined in facts["files"]:
+        lines.append(
+            f"  {dataset:<18} {status:<12} {files:>4} files  "
+            f"{landed:>8} / {promoted:>8} / {quarantined:>6}"
+        )
+
+    if facts["profiles"]:
+        total, known = facts["profiles"][0]
+        lines += ["", f"Profiles: {total} ({known} known people, {total - known} anonymous visitors)"]
+    lines.append(
+        "Identities: "
+        + ", ".join(f"{namespace} {count}" for namespace, count in facts["identities"])
+    )
+
+    lines += ["", "Audience sizes"]
+    lines += [f"  {audience:<28} {size:>7}" for audience, size in facts["audiences"]]
+
+    lines += ["", "Activations (destination, audience: runs, added, removed, last exclusions)"]
+    for destination, audience, added, removed, runs, excluded in facts["activations"]:
+        lines.append(
+            f"  {destination:<22} {audience:<26} runs {runs:>2}  +{added:<6} -{removed:<6} "
+            f"excluded {excluded}"
+        )
+
+    state = settings.state_dir()
+    lines += [
+        "",
+        "Where to look next",
+        f"  quarantine reports   {settings.reports_dir()}",
+        f"  GX Data Docs         {state / 'gx' / 'gx' / 'uncommitted' / 'data_docs'}",
+        f"  file exports         {settings.exports_dir()}",
+        "  tables               README.md, 'Tables analysts query'",
+        "  the Airflow UI       make airflow",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""Runs the dbt project in-process against the warehouse."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from cdp import settings, warehouse
+
+log = logging.getLogger(__name__)
+
+
+class DbtRunFailed(RuntimeError):
+    """dbt finished with errors; the message lists the failing nodes."""
+
+
+def dbt_environment() -> dict[str, str]:
+    """What profiles.yml reads, plus switches that keep dbt off the network."""
+    return {
+        **warehouse.address().dbt_env(),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def run_dbt(*args: str, dbt_vars: dict[str, str] | None = None) -> list[dict]:
+    """Invoke `dbt <args>` on the project and return one summary per node run."""
+    from dbt.cli.main import dbtRunner
+
+    os.environ.update(dbt_environment())
+    command = [
+        *args,
+        "--project-dir",
+        str(settings.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(settings.DBT_PROJECT_DIR),
+    ]
+    if dbt_vars:
+        import json
+
+        command += ["--vars", json.dumps(dbt_vars)]
+
+    log.info("running dbt %s", " ".join(args))
+    outcome = dbtRunner().invoke(command)
+
+    results = _node_results(outcome.result)
+    failed = [row for row in results if row["status"] in ("error", "fail", "runtime error")]
+    if failed or not outcome.success:
+        names = ", ".join(f"{row['node']} ({row['status']})" for row in failed) or "see dbt log"
+        raise DbtRunFailed(f"dbt {' '.join(args)} failed: {names}") from outcome.exception
+    log.info("dbt %s finished: %d nodes", args[0], len(results))
+    return results
+
+
+def _node_results(result: object) -> list[dict]:
+    rows = []
+    for node_result in getattr(result, "results", None) or []:
+        rows.append(
+            {
+                "node": node_result.node.unique_id,
+                "status": str(node_result.status),
+                "seconds": round(node_result.execution_time or 0.0, 2),
+            }
+        )
+    return rows
