@@ -4,6 +4,7 @@
     cdp run        land, validate, build and activate once, through the Airflow DAGs
     cdp demo       generate (first time only), run, and print the summary
     cdp summary    print what the warehouse holds now
+    cdp airflow    Airflow standalone with these DAGs, UI on localhost
     cdp warehouse  start/stop the embedded Postgres or print its dbt environment
     cdp destinations check   validate the destination files
 """
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=2000)
     demo.set_defaults(handler=_demo)
 
+    airflow = commands.add_parser("airflow", help="Airflow standalone with these DAGs")
+    airflow.add_argument("--port", type=int, default=8080)
+    airflow.set_defaults(handler=_airflow)
+
     summary = commands.add_parser("summary", help="print what the warehouse holds")
     summary.set_defaults(handler=_summary)
 
@@ -122,6 +127,39 @@ def _demo(arguments) -> int:
     local_s3.use_for_demo_destinations(local_s3.start_local_s3(DEMO_BUCKETS))
     arguments.landing = str(landing)
     return _run(arguments)
+
+
+def _airflow(arguments) -> int:
+    import json
+    import subprocess
+    import time
+
+    from cdp import local_s3, orchestration, warehouse
+
+    orchestration.prepare_airflow()
+    os.environ["AIRFLOW__API__PORT"] = str(arguments.port)
+    os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = (
+        f"http://localhost:{arguments.port}/execution/"
+    )
+    os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    print(f"warehouse: {warehouse.address().describe()}")
+    local_s3.use_for_demo_destinations(local_s3.start_local_s3(DEMO_BUCKETS))
+
+    standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
+    passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    for _ in range(180):
+        if passwords.exists() or standalone.poll() is not None:
+            break
+        time.sleep(1)
+    if passwords.exists():
+        login = json.loads(passwords.read_text())
+        print(f"\nAirflow UI: http://localhost:{arguments.port}  login: admin / {login['admin']}")
+        print("DAGs start paused: unpause land_extracts and the chain follows its Assets.\n")
+    try:
+        return standalone.wait()
+    except KeyboardInterrupt:
+        standalone.terminate()
+        return standalone.wait()
 
 
 def _summary(arguments) -> int:

@@ -1,0 +1,96 @@
+"""Shared fixtures: an isolated state folder and a real warehouse per test session.
+
+Tests that need a warehouse run against the embedded Postgres and, when
+WAREHOUSE_URL is set (CI sets it to the machine's PostgreSQL), against a fresh
+database created on that server and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("SCARF_ANALYTICS", "false")
+
+# Read before any fixture rewrites it for a scratch database.
+SERVER_URL = os.environ.get("WAREHOUSE_URL")
+
+
+def warehouse_kinds() -> list:
+    kinds = [pytest.param("embedded", id="embedded-postgres")]
+    if SERVER_URL:
+        kinds.append(pytest.param("server", id="warehouse-url-postgres"))
+    return kinds
+
+
+def _admin_connection(url: str):
+    from cdp.warehouse import WarehouseAddress
+
+    connection = psycopg2.connect(**WarehouseAddress.from_url(url).connect_kwargs())
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture(scope="session")
+def embedded_pgdata(tmp_path_factory) -> Iterator[Path]:
+    """One embedded server for the session, stopped at the end."""
+    pgdata = tmp_path_factory.mktemp("embedded-pg")
+    yield pgdata
+
+    from cdp import settings, warehouse
+
+    previous = os.environ.get("CDP_EMBEDDED_PGDATA")
+    os.environ["CDP_EMBEDDED_PGDATA"] = str(pgdata)
+    try:
+        if settings.embedded_pgdata_dir() == pgdata:
+            warehouse.stop_embedded()
+    finally:
+        if previous is not None:
+            os.environ["CDP_EMBEDDED_PGDATA"] = previous
+
+
+@pytest.fixture
+def warehouse_env(request, embedded_pgdata, tmp_path, monkeypatch) -> Iterator[dict[str, str]]:
+    """Environment naming a clean warehouse of the requested kind and a fresh state folder.
+
+    Use with `@pytest.mark.parametrize("warehouse_env", warehouse_kinds(), indirect=True)`.
+    """
+    kind = getattr(request, "param", "embedded")
+    env = {"CDP_STATE_DIR": str(tmp_path / "state")}
+    monkeypatch.setenv("CDP_STATE_DIR", env["CDP_STATE_DIR"])
+
+    if kind == "embedded":
+        # A database of its own inside the shared embedded server keeps tests apart.
+        from cdp import warehouse
+
+        monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+        monkeypatch.setenv("CDP_EMBEDDED_PGDATA", str(embedded_pgdata))
+        base_url = warehouse.start_embedded()
+    else:
+        base_url = SERVER_URL
+
+    database = f"cdp_test_{uuid.uuid4().hex[:10]}"
+    with _admin_connection(base_url) as admin, admin.cursor() as cursor:
+        cursor.execute(f'create database "{database}"')
+    url = _with_database(base_url, database)
+    env["WAREHOUSE_URL"] = url
+    monkeypatch.setenv("WAREHOUSE_URL", url)
+
+    yield env
+
+    with _admin_connection(base_url) as admin, admin.cursor() as cursor:
+        cursor.execute(f'drop database if exists "{database}" with (force)')
+
+
+def _with_database(url: str, database: str) -> str:
+    from urllib.parse import urlparse, urlunparse
+
+    return urlunparse(urlparse(url)._replace(path=f"/{database}"))
