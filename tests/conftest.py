@@ -7,8 +7,10 @@ database created on that server and dropped afterwards.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
+from contextlib import closing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("SCARF_ANALYTICS", "false")
+
+# The embedded server's library logs from an atexit hook, after pytest has closed
+# the streams it captured; without this each run ends in a logging traceback.
+logging.raiseExceptions = False
 
 # Read before any fixture rewrites it for a scratch database.
 SERVER_URL = os.environ.get("WAREHOUSE_URL")
@@ -78,7 +84,7 @@ def warehouse_env(request, embedded_pgdata, tmp_path, monkeypatch) -> Iterator[d
         base_url = SERVER_URL
 
     database = f"cdp_test_{uuid.uuid4().hex[:10]}"
-    with _admin_connection(base_url) as admin, admin.cursor() as cursor:
+    with closing(_admin_connection(base_url)) as admin, admin.cursor() as cursor:
         cursor.execute(f'create database "{database}"')
     url = _with_database(base_url, database)
     env["WAREHOUSE_URL"] = url
@@ -86,7 +92,7 @@ def warehouse_env(request, embedded_pgdata, tmp_path, monkeypatch) -> Iterator[d
 
     yield env
 
-    with _admin_connection(base_url) as admin, admin.cursor() as cursor:
+    with closing(_admin_connection(base_url)) as admin, admin.cursor() as cursor:
         cursor.execute(f'drop database if exists "{database}" with (force)')
 
 

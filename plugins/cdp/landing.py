@@ -261,7 +261,8 @@ def _parse_csv(dataset: Dataset, file_name: str, lines: _Lines, parsed: _Parsed)
         except StopIteration:
             return
         except csv.Error as error:
-            yield first_line, declared_nulls, f"the line cannot be read as CSV: {error}", lines.take()
+            problem = f"the line cannot be read as CSV: {error}"
+            yield first_line, declared_nulls, problem, lines.take()
             continue
         raw_record = lines.take()
         if not record:
@@ -392,6 +393,6 @@ class _Lines:
         return text
 
     def problem_since(self, first_line: int) -> str | None:
-        if any(number >= first_line for number in self._undecodable):
+        if any(number in self._undecodable for number in range(first_line, self.count + 1)):
             return "the line is not UTF-8 text or holds a NUL byte (bad bytes shown as \ufffd)"
         return None

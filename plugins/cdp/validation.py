@@ -43,11 +43,12 @@ BOOLEAN_SPELLINGS = tuple(
 # Text shapes each declared type must have before Postgres is asked to cast it. Dates and
 # timestamps are also checked with dateutil, which rejects impossible days like 02-30.
 ISO_TIMESTAMP_WITH_OFFSET = (
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-](0\d|1[0-4])(:?[0-5]\d)?)$"
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+    r"(?:Z|[+-](?:0\d|1[0-4])(?::?[0-5]\d)?)$"
 )
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 INTEGER = r"^[+-]?\d{1,18}$"
-DECIMAL_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$"
+DECIMAL_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?$"
 
 # Marks the expectations this module writes, so regenerating a suite replaces them and
 # keeps the ones an analyst added by hand.
@@ -90,7 +91,7 @@ def build_suite(dataset: Dataset) -> gx.ExpectationSuite:
     for column in dataset.columns:
         name = column.name
         if column.required:
-            add(expect.ExpectColumnValuesToNotBeNull(column=name), "is missing but required")
+            add(expect.ExpectColumnValuesToNotBeNull(column=name), "is empty but required")
         if column.data_type == "timestamptz":
             add(
                 expect.ExpectColumnValuesToMatchRegex(column=name, regex=ISO_TIMESTAMP_WITH_OFFSET),
@@ -134,7 +135,7 @@ def build_suite(dataset: Dataset) -> gx.ExpectationSuite:
             expect.ExpectColumnValuesToBeInSet(
                 column=any_of_column(dataset.require_any_of), value_set=[True]
             ),
-            "is empty in all of " + ", ".join(dataset.require_any_of) + "; at least one is needed",
+            "are all empty; at least one of them is needed",
         )
     # Built in one go: adding to a suite one by one needs a saved GX context.
     return gx.ExpectationSuite(name=dataset.name, expectations=expectations)
@@ -295,7 +296,9 @@ def _lock_batch(cursor: psycopg2.extensions.cursor, batch_id: int) -> dict:
     return dict(zip([column.name for column in cursor.description], row, strict=True))
 
 
-def _read_batch(cursor: psycopg2.extensions.cursor, dataset: Dataset, batch_id: int) -> pd.DataFrame:
+def _read_batch(
+    cursor: psycopg2.extensions.cursor, dataset: Dataset, batch_id: int
+) -> pd.DataFrame:
     columns = [LINE_NUMBER_COLUMN, *dataset.column_names, PARSE_ERROR_COLUMN, "_raw_record"]
     cursor.execute(
         "select "
@@ -345,31 +348,36 @@ def _run_suite(
 
 def _bad_values(dataset: Dataset, config: Any, failures: list[dict]) -> list[BadValue]:
     column = config.kwargs["column"]
-    shown_column = column
-    if dataset.require_any_of and column == any_of_column(dataset.require_any_of):
-        shown_column = "|".join(dataset.require_any_of)
     problem = (config.meta or {}).get("problem") or f"fails {config.type}"
+    is_any_of = bool(dataset.require_any_of) and column == any_of_column(dataset.require_any_of)
 
     bad = []
     for failure in failures:
         line_number = int(failure[LINE_NUMBER_COLUMN])
-        value = failure.get(column)
-        value = None if shown_column != column or pd.isna(value) else str(value)
+        if is_any_of:
+            shown_column = "|".join(dataset.require_any_of)
+            value = None
+            where = f"line {line_number}, columns {', '.join(dataset.require_any_of)}:"
+        else:
+            shown_column = column
+            value = None if pd.isna(failure.get(column)) else str(failure[column])
+            where = f"line {line_number}, column {column}: {_shown(value)}"
         bad.append(
             BadValue(
                 line_number=line_number,
                 column_name=shown_column,
                 value=value,
                 expectation_type=config.type,
-                reason=_reason(line_number, shown_column, value, problem, config.type),
+                reason=f"{where} {problem} ({config.type}); {FIX}",
             )
         )
     return bad
 
 
-def _reason(line_number: int, column: str, value: str | None, problem: str, check: str) -> str:
-    shown = "empty" if value is None else repr(value if len(value) <= 80 else value[:77] + "...")
-    return f"line {line_number}, column {column}: {shown} {problem} ({check}); {FIX}"
+def _shown(value: str | None) -> str:
+    if value is None:
+        return "the value"
+    return repr(value if len(value) <= 80 else value[:77] + "...")
 
 
 def _explain_parse_errors(bad_values: list[BadValue], rows: pd.DataFrame) -> list[BadValue]:
@@ -383,9 +391,18 @@ def _explain_parse_errors(bad_values: list[BadValue], rows: pd.DataFrame) -> lis
     for bad in bad_values:
         if bad.column_name == PARSE_ERROR_COLUMN:
             line = unparsed.loc[bad.line_number]
-            reason = f"line {bad.line_number}: {line[PARSE_ERROR_COLUMN]} ({bad.expectation_type}); {FIX}"
+            reason = (
+                f"line {bad.line_number}: {line[PARSE_ERROR_COLUMN]} ({bad.expectation_type}); "
+                f"{FIX}"
+            )
             explained.append(
-                BadValue(bad.line_number, bad.column_name, line["_raw_record"], bad.expectation_type, reason)
+                BadValue(
+                    bad.line_number,
+                    bad.column_name,
+                    line["_raw_record"],
+                    bad.expectation_type,
+                    reason,
+                )
             )
         elif bad.line_number not in unparsed.index:
             explained.append(bad)
