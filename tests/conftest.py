@@ -17,10 +17,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("SCARF_ANALYTICS", "false")
+from cdp import settings
+
+settings.turn_telemetry_off()
 
 # The embedded server's library logs from an atexit hook, after pytest has closed
 # the streams it captured; without this each run ends in a logging traceback.

@@ -27,8 +27,8 @@ DEMO_BUCKETS = ("cdp-exports",)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    arguments = parser.parse_args(argv)
+    settings.turn_telemetry_off()
+    arguments = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if arguments.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -197,5 +197,4 @@ def _destinations(arguments) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     sys.exit(main())

@@ -40,11 +40,7 @@ def airflow_environment() -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "DO_NOT_TRACK": "1",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "GX_ANALYTICS_ENABLED": "false",
-        "SCARF_ANALYTICS": "false",
-        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        **settings.TELEMETRY_OFF,
     }
 
 

@@ -15,6 +15,22 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 DESTINATIONS_DIR = PROJECT_ROOT / "destinations"
 
 
+# Switches that keep dbt, Great Expectations and Airflow from phoning home.
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "1",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "GX_ANALYTICS_ENABLED": "false",
+    "SCARF_ANALYTICS": "false",
+    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+}
+
+
+def turn_telemetry_off() -> None:
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+
+
 def state_dir() -> Path:
     """Project-local folder for everything a run creates (git ignores it)."""
     return Path(os.environ.get("CDP_STATE_DIR", PROJECT_ROOT / ".state"))

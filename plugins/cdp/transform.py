@@ -16,11 +16,7 @@ class DbtRunFailed(RuntimeError):
 
 def dbt_environment() -> dict[str, str]:
     """What profiles.yml reads, plus switches that keep dbt off the network."""
-    return {
-        **warehouse.address().dbt_env(),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-    }
+    return {**warehouse.address().dbt_env(), **settings.TELEMETRY_OFF}
 
 
 def run_dbt(*args: str, dbt_vars: dict[str, str] | None = None) -> list[dict]:

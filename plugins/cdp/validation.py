@@ -463,7 +463,10 @@ def _context() -> Any:
     root = settings.state_dir() / "gx"
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=root)
-    if context.variables.progress_bars is None or context.variables.progress_bars.globally:
+    # Reloaded from great_expectations.yml the setting comes back as a plain dict.
+    bars = context.variables.progress_bars
+    bars_on = bars.get("globally", True) if isinstance(bars, dict) else getattr(bars, "globally", True)
+    if bars is None or bars_on:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         context.variables.save()
     return context
