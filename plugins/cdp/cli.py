@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
@@ -106,12 +107,46 @@ def _run(arguments) -> int:
 
     landing_url = arguments.landing or settings.landing_url()
     orchestration.prepare_airflow()
-    outcomes = orchestration.run_flow(landing_url)
+    if arguments.verbose:
+        outcomes = orchestration.run_flow(landing_url)
+    else:
+        log_path = settings.state_dir() / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+        print(f"Running the DAGs; their task logs go to {log_path}")
+        try:
+            with _output_to(log_path):
+                outcomes = orchestration.run_flow(landing_url)
+        except Exception as error:
+            raise RuntimeError(f"{error}\nThe full log is {log_path}") from error
     for dag_id, outcome in outcomes.items():
         print(f"{dag_id:<36} {outcome}")
     print()
     print(summary.render(summary.collect()))
     return 0
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Send this process's stdout and stderr, down to the file descriptors, to a file.
+
+    Airflow's in-process DAG runs print every task log line; the summary is what a
+    person wants to read, and the file keeps the rest for when something fails.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def _demo(arguments) -> int:
