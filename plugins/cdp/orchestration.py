@@ -99,8 +99,7 @@ def _run(bag, dag_id: str, conf: dict) -> str:
     if str(dag_run.state) != "success" or failed:
         raise DagRunFailed(
             f"DAG {dag_id} run {dag_run.run_id} ended {dag_run.state}; failed tasks: "
-            f"{', '.join(failed) or 'none recorded'}. Task logs are under "
-            f"{os.environ.get('AIRFLOW_HOME')}/logs."
+            f"{', '.join(failed) or 'none recorded'}."
         )
     announcing = ANNOUNCING_TASKS.get(dag_id)
     return "announced" if announcing and states.get(announcing) == "success" else "quiet"
