@@ -9,6 +9,7 @@ or shared devices, audiences activated once and only their changes afterwards.
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import os
 import subprocess
@@ -149,7 +150,7 @@ def check_people_stitched_as_the_truth_says(truth: Path) -> None:
     assert unique_namespace_breaches == []
 
     profile_of = dict(
-        query("select value, profile_id from marts.bdg_profile_identities where namespace = 'crm_id'")
+        query("select identity_value, profile_id from marts.bdg_profile_identities where namespace = 'crm_id'")
     )
     for pair in read_truth(truth, "households.csv"):
         assert profile_of[pair["customer_id_a"]] != profile_of[pair["customer_id_b"]]
@@ -167,7 +168,7 @@ def check_people_stitched_as_the_truth_says(truth: Path) -> None:
     profile_of_record = {}
     for namespace, dataset in (("crm_id", "crm_customers"), ("loyalty_id", "loyalty_members")):
         for value, profile_id in query(
-            "select value, profile_id from marts.bdg_profile_identities where namespace = %s",
+            "select identity_value, profile_id from marts.bdg_profile_identities where namespace = %s",
             (namespace,),
         ):
             profile_of_record[(dataset, value)] = profile_id
@@ -231,3 +232,81 @@ def check_second_activation_sent_only_changes() -> None:
     )
     for *_, changes in sequences:
         assert ",add,add" not in f",{changes}" and ",remove,remove" not in f",{changes}"
+
+
+PARTNER_EXTRACTS = Path(__file__).parent / "fixtures" / "partner_extracts"
+
+
+@pytest.mark.parametrize("warehouse_env", warehouse_kinds()[:1], indirect=True)
+def test_extracts_written_by_someone_else_land_from_s3_into_the_documented_tables(flow_env):
+    import boto3
+
+    endpoint = start_local_s3(("partner-landing",))
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="x",
+        region_name="us-east-1",
+    )  # fmt: skip
+    for path in PARTNER_EXTRACTS.rglob("*.*"):
+        key = f"drops/{path.relative_to(PARTNER_EXTRACTS)}"
+        client.upload_file(str(path), "partner-landing", key)
+
+    env = {
+        **flow_env,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    run_cdp(env, "run", "--landing", "s3://partner-landing/drops")
+
+    landed = query("select dataset, status, rows_landed, rows_promoted from ops.landed_files")
+    assert sorted(landed) == [
+        ("crm_customers", "promoted", 5, 5),
+        ("loyalty_members", "promoted", 3, 3),
+        ("offline_orders", "promoted", 4, 3),
+        ("web_events", "promoted", 4, 4),
+    ]
+    (reason,) = query("select reason from ops.quarantined_rows where line_number = 5")[0]
+    assert "loyalty_id" in reason and "email" in reason
+
+    profile_of = dict(query("select identity_value, profile_id from marts.bdg_profile_identities"))
+    assert profile_of["P-1002"] == profile_of["LY-9002"], "loyalty joins CRM by its unique email"
+    assert profile_of["P-1002"] == profile_of["12345678901234567890123456789012345678"]
+    assert profile_of["P-1001"] == profile_of["LY-9001"]
+    assert profile_of["P-1003"] != profile_of["P-1004"], "a family email merged a household"
+    assert "unknown" not in profile_of and "family@example.com" not in profile_of
+
+    # Maria, Jon, the Bergs, the test account, the new member, the walk-in buyer and
+    # one anonymous visitor.
+    assert query("select count(*), count(*) filter (where is_anonymous) from marts.dim_profiles") == [
+        (8, 1)
+    ]
+    (attributed,) = query(
+        "select profile_id from marts.fct_profile_events where event_id = 'w-3'"
+    )[0]
+    assert attributed == profile_of["P-1002"]
+    (tier, email_sha256) = query(
+        "select tier, email_sha256 from marts.dim_profiles where profile_id = %s",
+        (profile_of["P-1001"],),
+    )[0]
+    assert tier == "gold"
+    assert email_sha256 == hashlib.sha256(b"maria.lopez@example.org").hexdigest()
+
+    # An analyst runs dbt by hand with the environment `cdp warehouse env` prints.
+    exports = run_cdp(env, "warehouse", "env")
+    dbt_env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in exports.splitlines()
+        if line.startswith("export CDP_")
+    )
+    dbt_env = {key: value.strip("'") for key, value in dbt_env.items()}
+    for command in (["build"], ["docs", "generate"]):
+        completed = subprocess.run(
+            [str(Path(sys.executable).parent / "dbt"), *command],
+            cwd=Path(__file__).parents[1] / "dbt_project",
+            capture_output=True,
+            text=True,
+            env={**os.environ, **dbt_env},
+            timeout=900,
+        )
+        assert completed.returncode == 0, completed.stdout[-4000:]

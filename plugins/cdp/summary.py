@@ -25,7 +25,7 @@ def collect() -> dict:
                 group by 1 order by 1
             """),
             "audiences": _rows(cursor, """
-                select audience_id, current_size from marts.dim_audiences order by 1
+                select audience_id, realised_member_count from marts.dim_audiences order by 1
             """),
             "activations": _rows(cursor, """
                 select destination, audience_id,

@@ -150,7 +150,8 @@
     profiles.profile_id in (
         select profile_events.profile_id
         from profile_events
-        where profile_events.event_type in ({{ type_literals | join(', ') }})
+        where profile_events.profile_id is not null
+            and profile_events.event_type in ({{ type_literals | join(', ') }})
         {%- if event.get('dataset') is not none %}
             and profile_events.dataset = {{ audience_literal(
                 audience_id, 'text', event.dataset, 'dataset') }}

@@ -1,6 +1,7 @@
 {#- Generated from the dataset declarations: one select per declared identity
     column of every profile-enabled dataset. -#}
 {{ depends_on_staging_models() }}
+-- depends_on: {{ ref('identity_blocked_values') }}
 
 {%- set selects = [] -%}
 {%- for dataset in declared_datasets() -%}
