@@ -194,19 +194,36 @@ def load_suite(dataset: Dataset) -> gx.ExpectationSuite:
         raise SuiteError(f"{path} is missing; run `cdp.validation.write_suites()` to create it")
 
     gx = _gx()
+    expectations = document.get("expectations", [])
+    for number, expectation in enumerate(expectations, start=1):
+        _check_expectation(path, number, expectation)
     suite = gx.ExpectationSuite(
-        name=dataset.name,
-        expectations=document.get("expectations", []),
-        meta=document.get("meta"),
+        name=dataset.name, expectations=expectations, meta=document.get("meta")
     )
     # GX drops an expectation it cannot understand with only a log line; a typo in the
     # file must not quietly weaken validation.
-    if len(suite.expectations) != len(document.get("expectations", [])):
+    if len(suite.expectations) != len(expectations):
         raise SuiteError(
-            f"{path}: {len(document['expectations']) - len(suite.expectations)} expectation(s) "
+            f"{path}: {len(expectations) - len(suite.expectations)} expectation(s) "
             "are not valid GX expectations; fix their type or arguments"
         )
     return suite
+
+
+def _check_expectation(path: Path, number: int, expectation: dict) -> None:
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+
+    try:
+        ExpectationConfiguration(
+            type=expectation["type"], kwargs=expectation["kwargs"]
+        ).to_domain_obj()
+    except Exception as error:  # GX raises pydantic, key and lookup errors alike
+        raise SuiteError(
+            f"{path}: expectation {number} ({expectation.get('type')}) is not valid: "
+            f"{error}; fix its type or arguments"
+        ) from error
 
 
 def _read_suite_document(path: Path) -> dict:
@@ -233,7 +250,22 @@ def validate_pending_batches() -> list[dict]:
             "select batch_id from ops.landed_files where status = 'landed' order by batch_id"
         )
         batch_ids = [batch_id for (batch_id,) in cursor.fetchall()]
-    return [validate_batch(batch_id) for batch_id in batch_ids]
+
+    # One batch that cannot be validated (a broken suite file, say) must not hold back
+    # the batches of other datasets; it stays `landed` and is named in the error.
+    results, failed = [], []
+    for batch_id in batch_ids:
+        try:
+            results.append(validate_batch(batch_id))
+        except Exception:
+            log.exception("batch %s could not be validated; it stays landed", batch_id)
+            failed.append(batch_id)
+    if failed:
+        raise RuntimeError(
+            f"batches {failed} could not be validated and stay landed; the others were "
+            "validated. See the log above for each cause, fix it and run validation again."
+        )
+    return results
 
 
 def validate_batch(batch_id: int) -> dict:
@@ -465,8 +497,8 @@ def _context() -> Any:
     context = gx.get_context(mode="file", project_root_dir=root)
     # Reloaded from great_expectations.yml the setting comes back as a plain dict.
     bars = context.variables.progress_bars
-    bars_on = bars.get("globally", True) if isinstance(bars, dict) else getattr(bars, "globally", True)
-    if bars is None or bars_on:
+    bars = bars if isinstance(bars, dict) or bars is None else vars(bars)
+    if not bars or bars.get("globally", True):
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         context.variables.save()
     return context
