@@ -35,7 +35,6 @@ def land_extracts():
     def find_new_files() -> list[dict]:
         from cdp import landing, settings
 
-        landing.ensure_tables()
         landing_url = get_current_context()["params"]["landing_url"] or settings.landing_url()
         return landing.discover_new_files(landing_url)
 

@@ -107,10 +107,11 @@ def _run(arguments) -> int:
 
     landing_url = arguments.landing or settings.landing_url()
     orchestration.prepare_airflow()
+    log_path = settings.state_dir() / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     if arguments.verbose:
+        log_path = "the output above"
         outcomes = orchestration.run_flow(landing_url)
     else:
-        log_path = settings.state_dir() / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
         print(f"Running the DAGs; their task logs go to {log_path}")
         try:
             with _output_to(log_path):
@@ -121,6 +122,12 @@ def _run(arguments) -> int:
         print(f"{dag_id:<36} {outcome}")
     print()
     print(summary.render(summary.collect()))
+
+    failed = [dag_id for dag_id, outcome in outcomes.items() if outcome.startswith("FAILED")]
+    if failed:
+        print(f"\nerror: {', '.join(failed)} failed; the task logs are in {log_path}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

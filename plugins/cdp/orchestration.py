@@ -61,7 +61,11 @@ def prepare_airflow() -> None:
 
 
 def run_flow(landing_url: str) -> dict[str, str]:
-    """Land, validate, build and activate once; returns each DAG's outcome."""
+    """Land, validate, build and activate once; returns each DAG's outcome.
+
+    A failure while landing, validating or building stops the flow with DagRunFailed;
+    a failing destination is reported in its outcome and the others still run.
+    """
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(str(settings.PROJECT_ROOT / "dags"))
@@ -78,14 +82,18 @@ def run_flow(landing_url: str) -> dict[str, str]:
         previous_announced = _run(bag, dag_id, conf) == "announced"
         outcomes[dag_id] = "ran" if previous_announced else "ran, nothing new"
 
+    # Destinations are independent: one failing must not keep the others from running.
     for dag_id in sorted(bag.dag_ids):
         if not dag_id.startswith("activate_"):
             continue
         if not previous_announced:
             outcomes[dag_id] = "not triggered"
             continue
-        _run(bag, dag_id, {"dry_run": False})
-        outcomes[dag_id] = "ran"
+        try:
+            _run(bag, dag_id, {"dry_run": False})
+            outcomes[dag_id] = "ran"
+        except DagRunFailed as failure:
+            outcomes[dag_id] = f"FAILED: {failure}"
     return outcomes
 
 

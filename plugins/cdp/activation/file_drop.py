@@ -114,8 +114,16 @@ def s3_client(connection_id: str | None):
 
 def _airflow_connection(connection_id: str):
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    return BaseHook.get_connection(connection_id)
+    try:
+        return BaseHook.get_connection(connection_id)
+    except AirflowNotFoundException:
+        raise LookupError(
+            f"Airflow connection {connection_id!r} is not defined; create it in the UI "
+            f"(Admin > Connections) or set AIRFLOW_CONN_{connection_id.upper()} "
+            "(see README, 'Your own Postgres and S3')"
+        ) from None
 
 
 def manifest_bytes(manifest: dict) -> bytes:
