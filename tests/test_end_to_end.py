@@ -124,7 +124,7 @@ def check_nothing_lost_and_bad_input_quarantined(truth: Path) -> None:
     }
     assert quarantined == expected_bad
 
-    reasons = query("select file_name, line_number, column_name, expectation, reason from ops.quarantined_rows")
+    reasons = query("select file_name, line_number, column_name, expectation_type, reason from ops.quarantined_rows")
     for file_name, line, column, expectation, reason in reasons:
         assert file_name and line and column and expectation and reason
 

@@ -14,6 +14,18 @@ re-export of changed and new customers, a loyalty re-export of changed members, 
 orders and new clickstream. A call for day N writes only day N's files; it replays the
 earlier days in memory, so the truth always covers days 1..N and never drifts from the
 files already landed.
+
+Truth, never in the landing area (line numbers count a CSV header as line 1):
+- records.csv: dataset, file_name, line_number, record_key, person_key per good row;
+- persons.csv: each person's ids, normalised email, E.164 phone and latest consent;
+- bad_rows.csv and bad_files.csv: what was broken on purpose, and how;
+- households.csv and shared_devices.csv: the pairs that must stay two profiles;
+- generation.json: the arguments, so a later day cannot continue another population.
+
+Bad rows and the rejected file describe nobody in the population, so the truth about
+persons holds whatever the platform does with them. Everything a person's records share
+is linkable: a loyalty record without a customer_id shows the same email or phone as
+the CRM record, an order or event named by email alone uses an email a record shows.
 """
 
 from __future__ import annotations
@@ -24,9 +36,9 @@ import io
 import json
 import logging
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from random import Random
@@ -135,7 +147,7 @@ _DAY_SECONDS = 86_400
 # Day 1 crowds activity into recent weeks so that windowed audiences have members:
 # (share, newest, oldest) in days before as_of.
 _RECENCY = ((0.4, 0, 7), (0.3, 7, 30), (0.3, 30, HISTORY_DAYS))
-_SESSIONS_PER_DEVICE = (1, 1, 2, 2, 3, 3, 4, 5)
+_SESSIONS_PER_DEVICE = (1, 1, 1, 2, 2, 3)
 _PRODUCT_VIEWS_PER_SESSION = (0, 1, 1, 2, 2, 3, 4)
 _ORDERS_PER_BUYER = (0, 1, 2, 3, 4, 5)
 _ORDERS_WEIGHTS = (30, 25, 20, 12, 8, 5)
@@ -289,9 +301,10 @@ def _add_person(population: _Population, rng: Random, *, has_crm: bool) -> _Pers
     number = len(population.persons) + 1
     is_member = rng.random() < (0.5 if has_crm else 0.25)
     person = _Person(
-        key=f"P{number:06d}", first_name=rng.choice(_FIRST_NAMES),
+        key=f"P{number:06d}",
+        first_name=rng.choice(_FIRST_NAMES),
         last_name=rng.choice(_LAST_NAMES),
-    )  # fmt: skip
+    )
     population.persons.append(person)
 
     if has_crm or is_member:
@@ -386,7 +399,9 @@ def _share_devices(population: _Population, rng: Random) -> None:
     for device in rng.sample(owned, count):
         partner = device.owner.partner
         if partner is None or rng.random() < 0.5:
-            partner = rng.choice([person for person in customers if person is not device.owner])
+            partner = device.owner
+            while partner is device.owner:
+                partner = rng.choice(customers)
         device.co_user = partner
 
 
@@ -406,8 +421,8 @@ class _Window:
     def for_day(cls, as_of: datetime, day: int) -> _Window:
         as_of_seconds = int(as_of.timestamp())
         if day == 1:
-            return cls(as_of_seconds, as_of_seconds - HISTORY_DAYS * _DAY_SECONDS,
-                       as_of_seconds, favour_recent=True)  # fmt: skip
+            start = as_of_seconds - HISTORY_DAYS * _DAY_SECONDS
+            return cls(as_of_seconds, start, as_of_seconds, favour_recent=True)
         end = as_of_seconds + (day - 1) * _DAY_SECONDS
         return cls(as_of_seconds, end - _DAY_SECONDS, end, favour_recent=False)
 
@@ -425,7 +440,7 @@ class _Window:
 
 
 def _timestamp(instant: int, rng: Random) -> str:
-    zone, zulu = rng.choice(_ZONES)
+    zone, zulu = _ZONES[int(rng.random() * len(_ZONES))]
     text = datetime.fromtimestamp(instant, zone).isoformat()
     return text[:-6] + "Z" if zulu else text
 
@@ -507,20 +522,23 @@ class _Truth:
 
     def finish(self, population: _Population, manifest: dict) -> tuple[Path, ...]:
         self.close()
-        written = [self.truth_dir / "records.csv", self.truth_dir / "bad_rows.csv"]
-        written.append(self._write("bad_files.csv", ("dataset", "file_name", "problem"),
-                                   self.bad_files))  # fmt: skip
-        written.append(self._write("persons.csv", _PERSON_COLUMNS, _person_rows(population)))
-        written.append(self._write(
-            "households.csv", ("customer_id_a", "customer_id_b", "shared"),
-            [(first.customer_id, second.customer_id, shared)
-             for first, second, shared in population.households],
-        ))  # fmt: skip
-        written.append(self._write(
-            "shared_devices.csv", ("ecid", "customer_id_a", "customer_id_b"),
-            [(device.ecid, device.owner.customer_id, device.co_user.customer_id)
-             for device in population.devices if device.co_user is not None],
-        ))  # fmt: skip
+        households = [
+            (first.customer_id, second.customer_id, shared)
+            for first, second, shared in population.households
+        ]
+        shared_devices = [
+            (device.ecid, device.owner.customer_id, device.co_user.customer_id)
+            for device in population.devices
+            if device.co_user is not None
+        ]
+        written = [
+            self.truth_dir / "records.csv",
+            self.truth_dir / "bad_rows.csv",
+            self._write("bad_files.csv", ("dataset", "file_name", "problem"), self.bad_files),
+            self._write("persons.csv", _PERSON_COLUMNS, _person_rows(population)),
+            self._write("households.csv", _HOUSEHOLD_COLUMNS, households),
+            self._write("shared_devices.csv", _SHARED_DEVICE_COLUMNS, shared_devices),
+        ]
         manifest_path = self.truth_dir / MANIFEST_NAME
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         written.append(manifest_path)
@@ -537,9 +555,17 @@ class _Truth:
 
 MANIFEST_NAME = "generation.json"
 _PERSON_COLUMNS = (
-    "person_key", "customer_id", "loyalty_id", "email", "phone_e164",
-    "email_opt_in", "sms_opt_in", "ads_opt_in",
-)  # fmt: skip
+    "person_key",
+    "customer_id",
+    "loyalty_id",
+    "email",
+    "phone_e164",
+    "email_opt_in",
+    "sms_opt_in",
+    "ads_opt_in",
+)
+_HOUSEHOLD_COLUMNS = ("customer_id_a", "customer_id_b", "shared")
+_SHARED_DEVICE_COLUMNS = ("ecid", "customer_id_a", "customer_id_b")
 
 
 def _person_rows(population: _Population):
@@ -596,8 +622,14 @@ class _ExtractFile:
     """One extract being produced. Every line goes through here, so the line numbers in
     the truth are the line numbers of the file; on replayed days nothing is written."""
 
-    def __init__(self, run: _Run, dataset: datasets.Dataset, file_name: str,
-                 path: Path | None, header: list[str] | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run: _Run,
+        dataset: datasets.Dataset,
+        file_name: str,
+        path: Path | None,
+        header: list[str] | None,
+    ) -> None:
         self.run = run
         self.dataset = dataset
         self.columns = dataset.column_names
@@ -638,9 +670,8 @@ class _ExtractFile:
             return
         if isinstance(line, str):
             self._stream.write(line + "\n")
-        elif self.dataset.format == "jsonl" and isinstance(line, dict):
-            ordered = {column: line.get(column) for column in self.columns}
-            self._stream.write(json.dumps(ordered) + "\n")
+        elif self.dataset.format == "jsonl":
+            self._stream.write(json.dumps(line) + "\n")
         elif isinstance(line, dict):
             self._csv.writerow([line.get(column) or "" for column in self.columns])
         else:
@@ -652,8 +683,9 @@ def _open_for_writing(path: Path) -> TextIO:
     if path.suffix != ".gz":
         return path.open("w", newline="", encoding="utf-8")
     # No name and no timestamp in the gzip header, so the bytes depend on content only.
-    raw = gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0,
-                        compresslevel=6)  # fmt: skip
+    raw = gzip.GzipFile(
+        filename="", mode="wb", fileobj=path.open("wb"), mtime=0, compresslevel=1
+    )
     return _ClosingTextWrapper(raw)
 
 
@@ -684,8 +716,9 @@ class _BadRows:
     RATE = 0.02
     MAX_SHARE = 0.05
 
-    def __init__(self, dataset_name: str, decoy: Callable[[Random], dict], rng: Random,
-                 *, every_kind: bool) -> None:  # fmt: skip
+    def __init__(
+        self, dataset_name: str, decoy: Callable[[Random], dict], rng: Random, *, every_kind: bool
+    ) -> None:
         self.columns_broken = BREAKABLE_COLUMNS[dataset_name]
         self.kinds = list(self.columns_broken)
         self.decoy = decoy
@@ -778,13 +811,8 @@ def _order_decoy(population: _Population, window: _Window, rng: Random) -> dict:
 
 
 def _web_decoy(window: _Window, rng: Random) -> dict:
-    return {
-        "event_id": _event_id(rng),
-        "ecid": str(rng.randrange(10**37, 10**38)),
-        "event_type": "page_view",
-        "occurred_at": _timestamp(window.instant(rng), rng),
-        "page_url": f"{_SITE}/{rng.choice(_SECTIONS)}",
-    }
+    ecid = str(rng.randrange(10**37, 10**38))
+    return _web_row(ecid, "page_view", window.instant(rng), rng)
 
 
 # ---------------------------------------------------------------------------- CRM
@@ -797,8 +825,9 @@ def _write_crm(run: _Run, population: _Population, day: int, window: _Window, rn
         customers = _change_customers(population, rng) + _join_customers(population, rng)
 
     extract = run.open(CRM, f"crm_customers_day{day}.csv", day)
-    bad_rows = _BadRows(CRM, lambda r: _crm_decoy(population, window, r), rng,
-                        every_kind=day == 1)  # fmt: skip
+    bad_rows = _BadRows(
+        CRM, lambda r: _crm_decoy(population, window, r), rng, every_kind=day == 1
+    )
     for person in customers:
         bad_rows.maybe_before(extract)
         extract.add(_crm_row(person, window.instant(rng), rng), person)
@@ -862,8 +891,9 @@ def _write_loyalty(run: _Run, population: _Population, day: int, window: _Window
         ]
 
     extract = run.open(LOYALTY, f"loyalty_members_day{day}.csv", day)
-    bad_rows = _BadRows(LOYALTY, lambda r: _loyalty_decoy(population, window, r), rng,
-                        every_kind=day == 1)  # fmt: skip
+    bad_rows = _BadRows(
+        LOYALTY, lambda r: _loyalty_decoy(population, window, r), rng, every_kind=day == 1
+    )
     for person in members:
         bad_rows.maybe_before(extract)
         extract.add(_loyalty_row(person, window, rng), person)
@@ -900,8 +930,9 @@ def _change_memberships(members: list[_Person], rng: Random) -> list[_Person]:
     return changed
 
 
-def _write_rejected_loyalty_file(run: _Run, population: _Population, window: _Window,
-                                 rng: Random) -> None:  # fmt: skip
+def _write_rejected_loyalty_file(
+    run: _Run, population: _Population, window: _Window, rng: Random
+) -> None:
     """A partner's export whose header renames a column: the platform rejects it whole."""
     columns = datasets.get(LOYALTY).column_names
     header = ["points" if name == "points_balance" else name for name in columns]
@@ -921,8 +952,9 @@ def _write_rejected_loyalty_file(run: _Run, population: _Population, window: _Wi
 def _write_orders(run: _Run, population: _Population, day: int, window: _Window, rng: Random):
     buyers = [person for person in population.persons if person.customer_id or person.loyalty_id]
     extract = run.open(ORDERS, f"offline_orders_day{day}.csv", day)
-    bad_rows = _BadRows(ORDERS, lambda r: _order_decoy(population, window, r), rng,
-                        every_kind=day == 1)  # fmt: skip
+    bad_rows = _BadRows(
+        ORDERS, lambda r: _order_decoy(population, window, r), rng, every_kind=day == 1
+    )
 
     for person in buyers:
         if day == 1:
@@ -970,8 +1002,11 @@ def _write_web(run: _Run, population: _Population, day: int, window: _Window, rn
     if day == 1:
         active = list(population.devices)
     else:
-        active = [device for device in population.devices
-                  if device.awaits_login or rng.random() < 0.12]  # fmt: skip
+        active = [
+            device
+            for device in population.devices
+            if device.awaits_login or rng.random() < 0.12
+        ]
     part_count = min(rng.choice((2, 3)), len(active))
     part_size = math.ceil(len(active) / part_count) if part_count else 0
     bad_rows = _BadRows(WEB, lambda r: _web_decoy(window, r), rng, every_kind=day == 1)
@@ -1021,8 +1056,9 @@ def _plan_sessions(device: _Device, window: _Window, rng: Random):
     return sorted(sessions, key=lambda session: session[0])
 
 
-def _session_events(device: _Device, user: _Person, logged_in: bool, start: int,
-                    rng: Random) -> list[tuple[dict, _Person]]:  # fmt: skip
+def _session_events(
+    device: _Device, user: _Person, logged_in: bool, start: int, rng: Random
+) -> list[tuple[dict, _Person]]:
     steps = _session_steps(logged_in, login_first=device.co_user is not None, rng=rng)
     events = []
     instant = start
@@ -1033,7 +1069,7 @@ def _session_events(device: _Device, user: _Person, logged_in: bool, start: int,
         if identified:
             _identify(row, user, customer_id_only=device.co_user is not None, rng=rng)
         events.append((row, user))
-        instant += rng.randint(5, 180)
+        instant += 5 + int(rng.random() * 175)
     return events
 
 
@@ -1054,20 +1090,13 @@ def _session_steps(logged_in: bool, *, login_first: bool, rng: Random) -> list[s
 
 
 def _web_row(ecid: str, event_type: str, instant: int, rng: Random) -> dict:
-    row = {
-        "event_id": _event_id(rng),
-        "ecid": ecid,
-        "event_type": event_type,
-        "occurred_at": _timestamp(instant, rng),
-        "customer_id": None,
-        "email": None,
-        "page_url": None,
-        "product_sku": None,
-        "revenue": None,
-        "currency": None,
-    }
+    row = _blank_event().copy()
+    row["event_id"] = _event_id(rng)
+    row["ecid"] = ecid
+    row["event_type"] = event_type
+    row["occurred_at"] = _timestamp(instant, rng)
     if event_type in ("product_view", "add_to_cart", "purchase"):
-        sku = f"SKU-{rng.randrange(10_000, 10_400)}"
+        sku = f"SKU-{10_000 + int(rng.random() * 400)}"
         row["product_sku"] = sku
         row["page_url"] = f"{_SITE}/p/{sku.lower()}"
     elif event_type == "search":
@@ -1101,8 +1130,17 @@ def _identify(row: dict, user: _Person, *, customer_id_only: bool, rng: Random) 
         row["email"] = _email_value(user, True, rng)
 
 
+@cache
+def _blank_event() -> dict:
+    """Every declared key, in declared order, so an event is written as built."""
+    return dict.fromkeys(datasets.get(WEB).column_names)
+
+
 def _event_id(rng: Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    """A random (version 4) UUID drawn from `rng`, so reruns give the same ids."""
+    digits = f"{rng.getrandbits(122):031x}"
+    variant = "89ab"[int(digits[15], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[12:15]}-{variant}{digits[16:19]}-{digits[19:]}"
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -1123,11 +1161,11 @@ def generate(
     day 1's history; day N's data ends at as_of + (N - 1) days. The truth goes to
     `truth_dir`, by default a sibling of `out_dir` named `<out_dir name>_truth`.
     """
+    _check_arguments(customers, day)
     out_dir = Path(out_dir)
     as_of = _as_of_instant(as_of)
     truth_dir = Path(truth_dir) if truth_dir else out_dir.parent / f"{out_dir.name}_truth"
     manifest = {"customers": customers, "seed": seed, "as_of": as_of.isoformat(), "day": day}
-    _check_arguments(customers, day)
     _check_continuation(truth_dir, manifest)
 
     population = _build_population(customers, seed)
@@ -1148,16 +1186,19 @@ def generate(
         truth_dir=truth_dir,
         truth_files=truth_files,
     )
-    log.info("wrote %s sample files for day %s (%s customers, seed %s)",
-             len(run.files), day, customers, seed)  # fmt: skip
+    log.info("wrote %s sample files for day %s (%s customers)", len(run.files), day, customers)
     return summary
 
 
 def _produce_day(run: _Run, population: _Population, seed: int, day: int, window: _Window):
     # One random stream per dataset and day: a change to how one extract is made leaves
     # the others as they were.
-    writers = ((CRM, _write_crm), (LOYALTY, _write_loyalty), (ORDERS, _write_orders),
-               (WEB, _write_web))  # fmt: skip
+    writers = (
+        (CRM, _write_crm),
+        (LOYALTY, _write_loyalty),
+        (ORDERS, _write_orders),
+        (WEB, _write_web),
+    )
     for dataset_name, write in writers:
         write(run, population, day, window, Random(f"cdp-samples/{seed}/day{day}/{dataset_name}"))
 
@@ -1172,8 +1213,10 @@ def _as_of_instant(as_of: datetime | None) -> datetime:
 
 def _check_arguments(customers: int, day: int) -> None:
     if customers < 1:
-        raise ValueError(f"customers={customers}: generate at least 1 customer (200+ for "
-                         "every kind of messy row).")  # fmt: skip
+        raise ValueError(
+            f"customers={customers}: generate at least 1 customer "
+            "(200 or more for every kind of messy row)."
+        )
     if day < 1:
         raise ValueError(f"day={day}: days count from 1 (the first extract).")
 
