@@ -7,6 +7,7 @@
     cdp airflow    Airflow standalone with these DAGs, UI on localhost
     cdp warehouse  start/stop the embedded Postgres or print its dbt environment
     cdp destinations check   validate the destination files
+    cdp suites write|check   regenerate or check the GX suites in expectations/
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     destinations = commands.add_parser("destinations", help="destination files")
     destinations.add_argument("action", choices=("check",))
     destinations.set_defaults(handler=_destinations)
+
+    suites = commands.add_parser("suites", help="Great Expectations suites")
+    suites.add_argument("action", choices=("write", "check"))
+    suites.set_defaults(handler=_suites)
     return parser
 
 
@@ -235,6 +240,23 @@ def _destinations(arguments) -> int:
             f"{destination.name}: {destination.type}, {destination.marketing_action}, "
             f"{len(destination.audiences)} audiences, schedule {destination.schedule}"
         )
+    return 0
+
+
+def _suites(arguments) -> int:
+    from cdp import validation
+
+    if arguments.action == "write":
+        for path in validation.write_suites():
+            print(f"wrote {path}")
+        return 0
+    stale = validation.stale_suites()
+    for dataset, problems in stale.items():
+        print(f"{dataset}: " + "; ".join(problems))
+    if stale:
+        print("run `cdp suites write` to bring the suites up to date", file=sys.stderr)
+        return 1
+    print("every suite matches its declaration")
     return 0
 
 
