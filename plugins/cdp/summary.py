@@ -6,6 +6,7 @@ Counts only: no row of personal data is ever printed.
 from __future__ import annotations
 
 from cdp import settings, warehouse
+from cdp.validation import data_docs_index
 
 
 def collect() -> dict:
@@ -79,12 +80,11 @@ def render(facts: dict) -> str:
             f"excluded {excluded}"
         )
 
-    state = settings.state_dir()
     lines += [
         "",
         "Where to look next",
         f"  quarantine reports   {settings.reports_dir()}",
-        f"  GX Data Docs         {state / 'gx' / 'gx' / 'uncommitted' / 'data_docs'}",
+        f"  GX Data Docs         {data_docs_index()}",
         f"  file exports         {settings.exports_dir()}",
         "  tables               README.md, 'Tables analysts query'",
         "  the Airflow UI       make airflow",
