@@ -189,6 +189,8 @@ def _airflow(arguments) -> int:
         f"http://localhost:{arguments.port}/execution/"
     )
     os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    # Standalone starts its components as `airflow ...` commands found on PATH.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     print(f"warehouse: {warehouse.address().describe()}")
     local_s3.use_for_demo_destinations(local_s3.start_local_s3(DEMO_BUCKETS))
 
