@@ -185,6 +185,7 @@ def _airflow(arguments) -> int:
 
     orchestration.prepare_airflow()
     os.environ["AIRFLOW__API__PORT"] = str(arguments.port)
+    os.environ.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
     os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = (
         f"http://localhost:{arguments.port}/execution/"
     )
