@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export SCARF_ANALYTICS := false
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 
-.PHONY: install demo test airflow bench dbt-docs clean
+.PHONY: install demo test lint airflow dbt-docs clean
 
 install: $(INSTALLED)
 
@@ -29,6 +29,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check plugins dags tests
+	$(BIN)/ruff format --check plugins dags tests
 
 airflow: $(INSTALLED)
 	$(BIN)/cdp airflow

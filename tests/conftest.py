@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psycopg2
@@ -62,13 +62,14 @@ def embedded_pgdata(tmp_path_factory) -> Iterator[Path]:
             os.environ["CDP_EMBEDDED_PGDATA"] = previous
 
 
-@pytest.fixture
+@pytest.fixture(params=warehouse_kinds())
 def warehouse_env(request, embedded_pgdata, tmp_path, monkeypatch) -> Iterator[dict[str, str]]:
-    """Environment naming a clean warehouse of the requested kind and a fresh state folder.
+    """Environment naming a new, empty database and a fresh state folder.
 
-    Use with `@pytest.mark.parametrize("warehouse_env", warehouse_kinds(), indirect=True)`.
+    A test using it runs once per warehouse kind; to run on the embedded one only,
+    `@pytest.mark.parametrize("warehouse_env", warehouse_kinds()[:1], indirect=True)`.
     """
-    kind = getattr(request, "param", "embedded")
+    kind = request.param
     env = {"CDP_STATE_DIR": str(tmp_path / "state")}
     monkeypatch.setenv("CDP_STATE_DIR", env["CDP_STATE_DIR"])
 
@@ -93,6 +94,31 @@ def warehouse_env(request, embedded_pgdata, tmp_path, monkeypatch) -> Iterator[d
 
     with closing(_admin_connection(base_url)) as admin, admin.cursor() as cursor:
         cursor.execute(f'drop database if exists "{database}" with (force)')
+
+
+@pytest.fixture
+def project_env(warehouse_env, tmp_path) -> Path:
+    """A warehouse with the landing tables created; returns the test's own folder."""
+    from cdp import landing
+
+    landing.ensure_tables()
+    return tmp_path
+
+
+@pytest.fixture
+def landing_dir(project_env: Path) -> Path:
+    path = project_env / "landing"
+    path.mkdir()
+    return path
+
+
+def query(sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a query against the warehouse the current test points at."""
+    from cdp import warehouse
+
+    with warehouse.connect() as conn, conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _with_database(url: str, database: str) -> str:

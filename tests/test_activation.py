@@ -57,7 +57,8 @@ def set_members(members: list[tuple[str, str | None, bool]]) -> None:
         cursor.execute("truncate activation.act_audience_members")
         for profile_id, email, consent in members:
             cursor.execute(
-                "insert into activation.act_audience_members values (%s, %s, %s, null, %s, false, false)",
+                "insert into activation.act_audience_members"
+                " values (%s, %s, %s, null, %s, false, false)",
                 (AUDIENCE, profile_id, sha(email) if email else None, consent),
             )
 
@@ -152,5 +153,7 @@ def test_full_file_mode_writes_every_member_each_run_to_s3(warehouse_env, monkey
     )  # fmt: skip
     body = client.get_object(Bucket="audience-files", Key=f"email/{AUDIENCE}/run-2/members.csv")
     assert body["Body"].read().decode().splitlines() == ["email_sha256", sha("ann@example.com")]
-    manifest = client.get_object(Bucket="audience-files", Key=f"email/{AUDIENCE}/run-2/manifest.json")
+    manifest = client.get_object(
+        Bucket="audience-files", Key=f"email/{AUDIENCE}/run-2/manifest.json"
+    )
     assert json.loads(manifest["Body"].read())["export_mode"] == "full_file"

@@ -58,9 +58,7 @@ def parsed(tmp_path_factory) -> dict[str, str]:
     errors = [line for line in completed.stdout.splitlines() if line.startswith("IMPORT ERROR")]
     assert not errors, "\n".join(errors)
     return {
-        line.split()[1]: line
-        for line in completed.stdout.splitlines()
-        if line.startswith("DAG ")
+        line.split()[1]: line for line in completed.stdout.splitlines() if line.startswith("DAG ")
     }
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from cdp import samples, warehouse
+from cdp import samples
 from cdp.local_s3 import DEMO_CONNECTION_ID, airflow_connection_uri, start_local_s3
-from tests.conftest import warehouse_kinds
+from tests.conftest import query, warehouse_kinds
 
 CUSTOMERS = 300
 
@@ -38,12 +38,6 @@ def run_cdp(env: dict[str, str], *args: str) -> str:
         f"cdp {' '.join(args)} failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-6000:]}"
     )
     return completed.stdout
-
-
-def query(sql: str, params: tuple = ()) -> list[tuple]:
-    with warehouse.connect() as conn, conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
 
 
 def read_truth(truth_dir: Path, name: str) -> list[dict]:
@@ -115,7 +109,9 @@ def check_nothing_lost_and_bad_input_quarantined(truth: Path) -> None:
 
     quarantined = {
         (file_name, line)
-        for file_name, line in query("select distinct file_name, line_number from ops.quarantined_rows")
+        for file_name, line in query(
+            "select distinct file_name, line_number from ops.quarantined_rows"
+        )
     }
     expected_bad = {
         (row["file_name"], int(row["line_number"]))
@@ -124,7 +120,10 @@ def check_nothing_lost_and_bad_input_quarantined(truth: Path) -> None:
     }
     assert quarantined == expected_bad
 
-    reasons = query("select file_name, line_number, column_name, expectation_type, reason from ops.quarantined_rows")
+    reasons = query(
+        "select file_name, line_number, column_name, expectation_type, reason"
+        " from ops.quarantined_rows"
+    )
     for file_name, line, column, expectation, reason in reasons:
         assert file_name and line and column and expectation and reason
 
@@ -150,7 +149,10 @@ def check_people_stitched_as_the_truth_says(truth: Path) -> None:
     assert unique_namespace_breaches == []
 
     profile_of = dict(
-        query("select identity_value, profile_id from marts.bdg_profile_identities where namespace = 'crm_id'")
+        query(
+            "select identity_value, profile_id from marts.bdg_profile_identities"
+            " where namespace = 'crm_id'"
+        )
     )
     for pair in read_truth(truth, "households.csv"):
         assert profile_of[pair["customer_id_a"]] != profile_of[pair["customer_id_b"]]
@@ -168,7 +170,8 @@ def check_people_stitched_as_the_truth_says(truth: Path) -> None:
     profile_of_record = {}
     for namespace, dataset in (("crm_id", "crm_customers"), ("loyalty_id", "loyalty_members")):
         for value, profile_id in query(
-            "select identity_value, profile_id from marts.bdg_profile_identities where namespace = %s",
+            "select identity_value, profile_id from marts.bdg_profile_identities"
+            " where namespace = %s",
             (namespace,),
         ):
             profile_of_record[(dataset, value)] = profile_id
@@ -283,9 +286,9 @@ def test_extracts_written_by_someone_else_land_from_s3_into_the_documented_table
     assert query(
         "select count(*), count(*) filter (where is_anonymous) from marts.dim_profiles"
     ) == [(9, 1)]
-    (attributed,) = query(
-        "select profile_id from marts.fct_profile_events where event_id = 'w-3'"
-    )[0]
+    (attributed,) = query("select profile_id from marts.fct_profile_events where event_id = 'w-3'")[
+        0
+    ]
     assert attributed == profile_of["P-1002"]
     (tier, email_sha256) = query(
         "select tier, email_sha256 from marts.dim_profiles where profile_id = %s",

@@ -6,66 +6,20 @@ import dataclasses
 import gzip
 import json
 import logging
-import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from cdp import datasets, landing, warehouse
+from cdp import datasets, landing
+from tests.conftest import query
 
 ORDERS_HEADER = (
     "order_id,loyalty_id,customer_id,email,store_id,channel,ordered_at,order_total,currency"
 )
 
 
-# --- fixtures shared with test_validation.py ----------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def warehouse_url() -> Iterator[str]:
-    """The database named by WAREHOUSE_URL, or a scratch database dropped afterwards."""
-    given = os.environ.get("WAREHOUSE_URL")
-    if given:
-        yield given
-        return
-
-    name = f"cdp_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'create database "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
-
-
-@pytest.fixture
-def project_env(warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A warehouse with the tables created, and a state folder of the test's own."""
-    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
-    monkeypatch.setenv("CDP_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("GX_ANALYTICS_ENABLED", "false")
-    landing.ensure_tables()
-    return tmp_path
-
-
-@pytest.fixture
-def landing_dir(project_env: Path) -> Path:
-    path = project_env / "landing"
-    path.mkdir()
-    return path
-
-
-def query(sql: str, params: tuple = ()) -> list[tuple]:
-    with warehouse.connect() as conn, conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+# --- helpers shared with test_validation.py ---------------------------------------------
 
 
 def drop_file(landing_dir: Path, dataset: str, name: str, text: str) -> Path:
@@ -349,9 +303,7 @@ def test_unknown_folders_and_uploads_in_progress_are_skipped(
     assert "'ordres' is not a declared dataset" in warnings[0]
 
 
-def test_files_land_from_an_s3_prefix(
-    project_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_files_land_from_an_s3_prefix(project_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     boto3 = pytest.importorskip("boto3")
     from moto.server import ThreadedMotoServer
 
@@ -381,9 +333,7 @@ def test_files_land_from_an_s3_prefix(
     assert found["file_url"] == f"s3://{bucket}/extracts/offline_orders/orders.csv.gz"
     assert found["size_bytes"] == len(gzip.compress(body))
     assert result["rows_landed"] == 1
-    assert raw_rows("offline_orders", result["batch_id"], "_line_number, order_id") == [
-        (2, "o1")
-    ]
+    assert raw_rows("offline_orders", result["batch_id"], "_line_number, order_id") == [(2, "o1")]
     assert again == []
 
 

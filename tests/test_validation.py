@@ -10,17 +10,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from tests.test_landing import (  # noqa: F401 - fixtures shared with the landing tests
-    ORDERS_HEADER,
-    drop_file,
-    land_all,
-    landing_dir,
-    project_env,
-    query,
-    warehouse_url,
-)
 
 from cdp import datasets, settings, validation
+from tests.conftest import query
+from tests.test_landing import ORDERS_HEADER, drop_file, land_all
 
 GOOD_ORDER = "o{n},L{n},,,s1,store,2024-05-01T10:00:00+02:00,{n}.50,EUR"
 
@@ -162,9 +155,7 @@ def test_only_the_bad_rows_are_quarantined_and_the_rest_promoted_typed(
         (6, "_parse_error", "o5,L5,only three", "expect_column_values_to_be_null"),
     ]
     reasons = {(line, column): reason for line, column, _, _, reason in rows}
-    assert reasons[(2, "ordered_at")].startswith(
-        "line 2, column ordered_at: 'yesterday' is not"
-    )
+    assert reasons[(2, "ordered_at")].startswith("line 2, column ordered_at: 'yesterday' is not")
     assert "expect_column_values_to_" in reasons[(2, "ordered_at")]
     assert "re-export the file" in reasons[(2, "ordered_at")]
     assert reasons[(6, "_parse_error")].startswith(
@@ -274,9 +265,7 @@ def test_validating_a_batch_twice_changes_nothing(landing_dir: Path) -> None:
 
 
 def test_the_failure_report_lists_file_line_column_value_and_reason(landing_dir: Path) -> None:
-    drop_file(
-        landing_dir, "offline_orders", "o.csv", orders_file(["o1,L1,,,s1,store,soon,1,EUR"])
-    )
+    drop_file(landing_dir, "offline_orders", "o.csv", orders_file(["o1,L1,,,s1,store,soon,1,EUR"]))
     [landed] = land_all(landing_dir)
 
     result = validation.validate_batch(landed["batch_id"])
@@ -381,6 +370,4 @@ def test_pending_batches_are_all_validated(landing_dir: Path) -> None:
     mine = {r["batch_id"]: r for r in results if r["batch_id"] in {b["batch_id"] for b in landed}}
     assert len(mine) == 2
     assert all(r["status"] == "promoted" for r in mine.values())
-    assert query(
-        "select count(*) from ops.landed_files where status = 'landed'"
-    ) == [(0,)]
+    assert query("select count(*) from ops.landed_files where status = 'landed'") == [(0,)]

@@ -1,13 +1,13 @@
 """The `cdp` command: what analysts and operators run from a terminal.
 
-    cdp generate   write sample extracts into a landing folder
-    cdp run        land, validate, build and activate once, through the Airflow DAGs
-    cdp demo       generate (first time only), run, and print the summary
-    cdp summary    print what the warehouse holds now
-    cdp airflow    Airflow standalone with these DAGs, UI on localhost
-    cdp warehouse  start/stop the embedded Postgres or print its dbt environment
-    cdp destinations check   validate the destination files
-    cdp suites write|check   regenerate or check the GX suites in expectations/
+cdp generate   write sample extracts into a landing folder
+cdp run        land, validate, build and activate once, through the Airflow DAGs
+cdp demo       generate (first time only), run, and print the summary
+cdp summary    print what the warehouse holds now
+cdp airflow    Airflow standalone with these DAGs, UI on localhost
+cdp warehouse  start/stop the embedded Postgres or print its dbt environment
+cdp destinations check   validate the destination files
+cdp suites write|check   regenerate or check the GX suites in expectations/
 """
 
 from __future__ import annotations

@@ -197,8 +197,7 @@ def _declared_files(root_url: str, relative_paths: Iterable[str]) -> list[Landin
 
     for folder in sorted(unknown_folders):
         log.warning(
-            "landing folder %r is not a declared dataset; its files are skipped "
-            "(declared: %s)",
+            "landing folder %r is not a declared dataset; its files are skipped (declared: %s)",
             folder,
             ", ".join(sorted(declared)),
         )

@@ -89,8 +89,7 @@ def raw_table_ddl(dataset: Dataset) -> str:
 
 def validated_table_ddl(dataset: Dataset) -> str:
     columns = "".join(
-        f'    "{column.name}" {WAREHOUSE_TYPES[column.data_type]},\n'
-        for column in dataset.columns
+        f'    "{column.name}" {WAREHOUSE_TYPES[column.data_type]},\n' for column in dataset.columns
     )
     return (
         f"create table if not exists {dataset.validated_table} (\n"

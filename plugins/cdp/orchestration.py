@@ -103,7 +103,9 @@ def _run(bag, dag_id: str, conf: dict) -> str:
     dag_run = dag.test(run_conf=conf)
 
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-    failed = sorted(task for task, state in states.items() if state in ("failed", "upstream_failed"))
+    failed = sorted(
+        task for task, state in states.items() if state in ("failed", "upstream_failed")
+    )
     if str(dag_run.state) != "success" or failed:
         raise DagRunFailed(
             f"DAG {dag_id} run {dag_run.run_id} ended {dag_run.state}; failed tasks: "

@@ -38,8 +38,8 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
 from random import Random
 from typing import TextIO
@@ -137,8 +137,8 @@ _SECTIONS = ("", "women", "men", "kids", "home", "sale", "new-in", "stores")
 _SEARCH_TERMS = ("jacket", "running+shoes", "gift", "lamp", "jeans", "backpack")
 # Offsets seen on real extracts: UTC spelt two ways, a US and a European zone.
 _ZONES = (
-    (timezone.utc, False),
-    (timezone.utc, True),
+    (UTC, False),
+    (UTC, True),
     (timezone(timedelta(hours=-5)), False),
     (timezone(timedelta(hours=1)), False),
 )
@@ -431,7 +431,8 @@ class _Window:
         if not self.favour_recent:
             return rng.randrange(self.start, self.end - room)
         share = rng.random()
-        for weight, newest, oldest in _RECENCY:
+        # The band the loop stops on is used after it.
+        for weight, newest, oldest in _RECENCY:  # noqa: B007
             if share < weight:
                 break
             share -= weight
@@ -652,9 +653,7 @@ class _ExtractFile:
     def add_bad(self, line: dict | list | str, column: str | None, problem: str) -> None:
         self._write_line(line)
         self.bad_rows += 1
-        self.run.truth.bad_row(
-            self.dataset.name, self.file_name, self.line_number, column, problem
-        )
+        self.run.truth.bad_row(self.dataset.name, self.file_name, self.line_number, column, problem)
 
     def add_unchecked(self, row: dict) -> None:
         self._write_line(row)
@@ -683,9 +682,7 @@ def _open_for_writing(path: Path) -> TextIO:
     if path.suffix != ".gz":
         return path.open("w", newline="", encoding="utf-8")
     # No name and no timestamp in the gzip header, so the bytes depend on content only.
-    raw = gzip.GzipFile(
-        filename="", mode="wb", fileobj=path.open("wb"), mtime=0, compresslevel=1
-    )
+    raw = gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0, compresslevel=1)
     return _ClosingTextWrapper(raw)
 
 
@@ -825,9 +822,7 @@ def _write_crm(run: _Run, population: _Population, day: int, window: _Window, rn
         customers = _change_customers(population, rng) + _join_customers(population, rng)
 
     extract = run.open(CRM, f"crm_customers_day{day}.csv", day)
-    bad_rows = _BadRows(
-        CRM, lambda r: _crm_decoy(population, window, r), rng, every_kind=day == 1
-    )
+    bad_rows = _BadRows(CRM, lambda r: _crm_decoy(population, window, r), rng, every_kind=day == 1)
     for person in customers:
         bad_rows.maybe_before(extract)
         extract.add(_crm_row(person, window.instant(rng), rng), person)
@@ -1003,9 +998,7 @@ def _write_web(run: _Run, population: _Population, day: int, window: _Window, rn
         active = list(population.devices)
     else:
         active = [
-            device
-            for device in population.devices
-            if device.awaits_login or rng.random() < 0.12
+            device for device in population.devices if device.awaits_login or rng.random() < 0.12
         ]
     part_count = min(rng.choice((2, 3)), len(active))
     part_size = math.ceil(len(active) / part_count) if part_count else 0

@@ -64,7 +64,8 @@ def render(facts: dict) -> str:
 
     if facts["profiles"]:
         total, known = facts["profiles"][0]
-        lines += ["", f"Profiles: {total} ({known} known people, {total - known} anonymous visitors)"]
+        anonymous = total - known
+        lines += ["", f"Profiles: {total} ({known} known people, {anonymous} anonymous visitors)"]
     lines.append(
         "Identities: "
         + ", ".join(f"{namespace} {count}" for namespace, count in facts["identities"])

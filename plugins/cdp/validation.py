@@ -120,7 +120,8 @@ def build_suite(dataset: Dataset) -> gx.ExpectationSuite:
         elif column.data_type == "boolean":
             add(
                 expect.ExpectColumnValuesToBeInSet(column=name, value_set=list(BOOLEAN_SPELLINGS)),
-                "is not true or false (accepted: " + ", ".join(TRUE_SPELLINGS + FALSE_SPELLINGS)
+                "is not true or false (accepted: "
+                + ", ".join(TRUE_SPELLINGS + FALSE_SPELLINGS)
                 + ")",
             )
         if column.allowed_values:
@@ -506,8 +507,14 @@ def _context() -> Any:
 
 def data_docs_index() -> Path:
     """The Data Docs page listing every validation run."""
-    return settings.state_dir() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / (
-        "index.html"
+    return (
+        settings.state_dir()
+        / "gx"
+        / "gx"
+        / "uncommitted"
+        / "data_docs"
+        / "local_site"
+        / ("index.html")
     )
 
 

@@ -130,9 +130,9 @@ def _problems(document: dict, path: Path) -> list[str]:
 
     audiences = document.get("audiences")
     if audiences is not None and (
-        not isinstance(audiences, list) or not audiences or not all(
-            isinstance(audience, str) for audience in audiences
-        )
+        not isinstance(audiences, list)
+        or not audiences
+        or not all(isinstance(audience, str) for audience in audiences)
     ):
         problems.append("audiences must be a non-empty list of audience ids")
 
