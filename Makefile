@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export SCARF_ANALYTICS := false
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 
-.PHONY: install demo test lint airflow dbt-docs clean
+.PHONY: install demo test lint airflow dbt-docs clean bench
 
 install: $(INSTALLED)
 
@@ -29,6 +29,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/pytest
+
+# Identity stitching figures at 1M and 5M records and on a long chain (not a test).
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.identity
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check plugins dags tests

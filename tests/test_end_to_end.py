@@ -267,14 +267,16 @@ def test_extracts_written_by_someone_else_land_from_s3_into_the_documented_table
         ("crm_customers", "promoted", 5, 5),
         ("loyalty_members", "promoted", 3, 3),
         ("offline_orders", "promoted", 8, 7),
-        ("web_events", "promoted", 4, 4),
+        ("web_events", "promoted", 6, 6),
     ]
     (reason,) = query("select reason from ops.quarantined_rows where line_number = 5")[0]
     assert "loyalty_id" in reason and "email" in reason
 
     profile_of = dict(query("select identity_value, profile_id from marts.bdg_profile_identities"))
     assert profile_of["P-1002"] == profile_of["LY-9002"], "loyalty joins CRM by its unique email"
-    assert profile_of["P-1002"] == profile_of["12345678901234567890123456789012345678"]
+    # Jon, then Maria, logged in on one browser: it is Maria's now, and merges nobody.
+    assert profile_of["P-1001"] == profile_of["12345678901234567890123456789012345678"]
+    assert profile_of["P-1001"] != profile_of["P-1002"]
     assert profile_of["P-1001"] == profile_of["LY-9001"]
     assert profile_of["P-1003"] != profile_of["P-1004"], "a family email merged a household"
     assert "unknown" not in profile_of, "a placeholder email linked"
@@ -289,7 +291,7 @@ def test_extracts_written_by_someone_else_land_from_s3_into_the_documented_table
     (attributed,) = query("select profile_id from marts.fct_profile_events where event_id = 'w-3'")[
         0
     ]
-    assert attributed == profile_of["P-1002"]
+    assert attributed == profile_of["P-1002"], "an event goes to whoever was logged in then"
     (tier, email_sha256) = query(
         "select tier, email_sha256 from marts.dim_profiles where profile_id = %s",
         (profile_of["P-1001"],),

@@ -4,6 +4,7 @@ cdp generate   write sample extracts into a landing folder
 cdp run        land, validate, build and activate once, through the Airflow DAGs
 cdp demo       generate (first time only), run, and print the summary
 cdp summary    print what the warehouse holds now
+cdp explain    why an identity (or profile id) belongs to its profile
 cdp airflow    Airflow standalone with these DAGs, UI on localhost
 cdp warehouse  start/stop the embedded Postgres or print its dbt environment
 cdp destinations check   validate the destination files
@@ -73,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="print what the warehouse holds")
     summary.set_defaults(handler=_summary)
+
+    explain = commands.add_parser("explain", help="why an identity belongs to its profile")
+    explain.add_argument(
+        "value", help="an identity value as typed (email, phone, id) or a profile id"
+    )
+    explain.add_argument("--namespace", default=None, help="search this namespace only")
+    explain.set_defaults(handler=_explain)
 
     warehouse = commands.add_parser("warehouse", help="the embedded Postgres")
     warehouse.add_argument("action", choices=("start", "stop", "env"))
@@ -216,6 +224,17 @@ def _summary(arguments) -> int:
     from cdp import summary
 
     print(summary.render(summary.collect()))
+    return 0
+
+
+def _explain(arguments) -> int:
+    from cdp import explain
+
+    explanation = explain.explain(arguments.value, arguments.namespace)
+    if not explanation.found:
+        print(explain.render_not_found(explanation), file=sys.stderr)
+        return 1
+    print(explain.render(explanation))
     return 0
 
 

@@ -1,49 +1,29 @@
-{#- The linkable form of an identity value in any namespace, so the identity
-    graph treats every declared identity column alike. Ids are trimmed and
-    checked against the blocked list; email and phone have their own rules. -#}
-{% macro normalize_identity(namespace, column) -%}
-    {%- if namespace == 'email' -%}
-        {{ normalize_email(column) }}
-    {%- elif namespace == 'phone' -%}
-        {{ normalize_phone(column) }}
-    {%- else -%}
-        case
-            when lower(btrim({{ column }}))
-                in {{ blocked_identity_values(namespace) }}
-                then null
-            else nullif(btrim({{ column }}), '')
-        end
-    {%- endif -%}
-{%- endmacro %}
-
-
-{#- Why a present value was not linkable: empty, placeholder or invalid; null
-    when it links. Counted so that junk in an extract is visible. -#}
-{% macro identity_rejection_reason(namespace, column) -%}
-    case
-        when {{ normalize_identity(namespace, column) }} is not null then null
-        when btrim({{ column }}) = '' then 'empty'
-        when lower(btrim({{ column }}))
-            in {{ blocked_identity_values(namespace) }}
-            then 'placeholder'
-        {%- if namespace == 'phone' %}
-        when {{ is_placeholder_phone(column) }} then 'placeholder'
-        {%- endif %}
-        else 'invalid'
+{#- The normal form of a raw identity value under its namespace's normaliser
+    (a column of seeds/identity_namespaces.csv), before validity and blocked
+    checks. An unknown normaliser yields null, so the value is rejected as
+    invalid rather than linked unexamined. -#}
+{% macro normalize_identity(normaliser_column, value_column) -%}
+    case {{ normaliser_column }}
+        when 'trim' then nullif(btrim({{ value_column }}), '')
+        when 'email' then nullif(lower(btrim({{ value_column }})), '')
+        when 'phone' then {{ phone_e164(value_column) }}
+        when 'sha256_hex' then {{ email_sha256(value_column) }}
     end
 {%- endmacro %}
 
 
-{#- Rank of a namespace when choosing a profile's anchor or a record's owner:
-    unique ids first, then contact points, then devices. -#}
-{% macro identity_namespace_priority(namespace_column) -%}
-    case {{ namespace_column }}
-        when 'crm_id' then 1
-        when 'loyalty_id' then 2
-        when 'email' then 3
-        when 'phone' then 4
-        when 'ecid' then 9
-        else 5
+{#- Lower-hex SHA-256 of a normalised email. A value that already is 64 hex
+    digits is taken as a hash (datasets that carry hashes); anything else is
+    read as an email and hashed, so both forms meet on one identity. -#}
+{% macro email_sha256(value_column) -%}
+    case
+        when lower(btrim({{ value_column }})) ~ '^[0-9a-f]{64}$'
+            then lower(btrim({{ value_column }}))
+        when btrim({{ value_column }}) <> ''
+            then encode(
+                sha256(convert_to(lower(btrim({{ value_column }})), 'UTF8')),
+                'hex'
+            )
     end
 {%- endmacro %}
 

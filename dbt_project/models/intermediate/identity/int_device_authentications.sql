@@ -1,5 +1,7 @@
-{#- A device (ecid) is claimed by a person each time a record on it also names
-    that person: a customer_id, a loyalty_id or a contact point they own. -#}
+{#- A device is claimed by a person each time a record on it also names a
+    linked identity of theirs; the record's highest-priority identity says
+    who. Quarantined devices (shared by too many people) are claimed by
+    nobody. -#}
 with
 
 observations as (
@@ -15,52 +17,59 @@ identities_linked as (
 
 ),
 
+quarantine as (
+
+    select * from {{ ref('int_identity_quarantine') }}
+
+),
+
 device_observations as (
 
     select
         observations.source_record_id,
         observations.dataset,
+        observations.node_id,
         observations.identity_value as ecid,
         observations.observed_at,
         observations._batch_id,
         observations._line_number
     from observations
-    where observations.namespace = 'ecid'
+    left join quarantine
+        on quarantine.node_id = observations.node_id
+    where observations.kind = 'device'
+        and quarantine.node_id is null
 
 ),
 
--- Contact points that anchor their own profile do not authenticate anyone.
+-- A contested identity belongs to nobody in particular, so it claims
+-- nothing on anyone's behalf.
 person_identities as (
 
     select * from identities_linked
-    where identities_linked.link_rule not in (
-        'contested_own_anchor', 'unowned_own_anchor'
-    )
+    where identities_linked.link_rule <> 'contested_own_anchor'
 
 ),
 
 record_people as (
 
-    select
+    select distinct on (observations.source_record_id)
         observations.source_record_id,
         person_identities.profile_id,
-        person_identities.namespace,
-        row_number() over (
-            partition by observations.source_record_id
-            order by
-                {{ identity_namespace_priority('person_identities.namespace') }},
-                person_identities.identity_value
-        ) as person_order
+        person_identities.namespace
     from observations
     inner join person_identities
-        on person_identities.namespace = observations.namespace
-        and person_identities.identity_value = observations.identity_value
+        on person_identities.node_id = observations.node_id
+    order by
+        observations.source_record_id,
+        person_identities.priority,
+        person_identities.identity_value
 
 ),
 
 authentications as (
 
     select
+        device_observations.node_id,
         device_observations.ecid,
         device_observations.observed_at as authenticated_at,
         record_people.profile_id,
@@ -73,7 +82,6 @@ authentications as (
     inner join record_people
         on record_people.source_record_id
             = device_observations.source_record_id
-        and record_people.person_order = 1
 
 )
 

@@ -1,68 +1,175 @@
-{#- Identities the rules refused to link, with every person that claimed them,
-    so a household or a disputed loyalty card can be explained and reviewed. -#}
+{#- Everything the rules kept apart or cut, with the profiles involved and the
+    evidence, so a household, a disputed loyalty card or a junk hub can be
+    explained and reviewed: split conflicts, quarantined identities,
+    never-link pairs and identities cut by the profile cap. -#}
 with
 
-observations as (
+splits as (
 
-    select * from {{ ref('int_identity_observations') }}
-    where is_linkable
-
-),
-
-identities_linked as (
-
-    select * from {{ ref('int_identities_linked') }}
+    select * from {{ ref('int_identity_component_splits') }}
+    where link_rule in ('contested_own_anchor', 'unique_namespace_taken')
 
 ),
 
-refused as (
+quarantine as (
 
-    select * from identities_linked
-    where identities_linked.link_rule in (
-        'contested_own_anchor', 'loyalty_person_taken'
-    )
+    select * from {{ ref('int_identity_quarantine') }}
 
 ),
 
--- The people a refused identity was seen with, through the unique ids on the
--- same records (for a loyalty id: the person it lost to).
-claims as (
+identities_resolved as (
 
-    select distinct
-        refused.namespace,
-        refused.identity_value,
-        refused.link_rule,
-        claimant.profile_id as claimed_by_profile_id
-    from refused
-    inner join observations as refused_observations
-        on refused_observations.namespace = refused.namespace
-        and refused_observations.identity_value = refused.identity_value
-    inner join observations as unique_id_observations
-        on unique_id_observations.source_record_id
-            = refused_observations.source_record_id
-        and unique_id_observations.namespace in ('crm_id', 'loyalty_id')
-    inner join identities_linked as claimant
-        on claimant.namespace = unique_id_observations.namespace
-        and claimant.identity_value = unique_id_observations.identity_value
-    where claimant.profile_id <> refused.profile_id
+    select * from {{ ref('int_identities_resolved') }}
+
+),
+
+nodes as (
+
+    select * from {{ ref('int_identity_nodes') }}
+
+),
+
+pairs as (
+
+    select * from {{ ref('int_identity_pairs') }}
+
+),
+
+never_link as (
+
+    select * from {{ ref('identity_never_link') }}
+
+),
+
+split_conflicts as (
+
+    select
+        splits.node_id,
+        case splits.link_rule
+            when 'contested_own_anchor' then 'contested_between_profiles'
+            else 'unique_namespace_taken'
+        end as conflict_reason,
+        array(
+            select {{ profile_id_from_anchor(
+                'candidate.namespace', 'candidate.identity_value'
+            ) }}
+            from nodes as candidate
+            where candidate.node_id = any(splits.candidate_anchor_ids)
+            order by 1
+        ) as involved_profile_ids,
+        splits.evidence
+    from splits
+
+),
+
+quarantine_neighbours as (
+
+    select pairs.node_a as node_id, pairs.node_b as neighbour_id
+    from pairs
+    where pairs.node_a in (select quarantine.node_id from quarantine)
+
+    union all
+
+    select pairs.node_b as node_id, pairs.node_a as neighbour_id
+    from pairs
+    where pairs.node_b in (select quarantine.node_id from quarantine)
+
+),
+
+-- The profiles a quarantined identity would have joined.
+quarantined as (
+
+    select
+        quarantine.node_id,
+        quarantine.quarantine_reason as conflict_reason,
+        array_agg(distinct neighbour.profile_id) filter (
+            where neighbour.profile_id is not null
+        ) as involved_profile_ids,
+        quarantine.evidence
+    from quarantine
+    left join quarantine_neighbours
+        on quarantine_neighbours.node_id = quarantine.node_id
+    left join identities_resolved as neighbour
+        on neighbour.node_id = quarantine_neighbours.neighbour_id
+    group by
+        quarantine.node_id,
+        quarantine.quarantine_reason,
+        quarantine.evidence
+
+),
+
+refused_pairs as (
+
+    select
+        side.node_id,
+        'never_link_pair' as conflict_reason,
+        array[
+            least(left_side.profile_id, right_side.profile_id),
+            greatest(left_side.profile_id, right_side.profile_id)
+        ] as involved_profile_ids,
+        'identity_never_link with ' || side.other_namespace || ': '
+            || coalesce(never_link.reason, '') as evidence
+    from never_link
+    inner join identities_resolved as left_side
+        on left_side.node_id = {{ identity_node_id(
+            'never_link.namespace_a', 'never_link.value_a'
+        ) }}
+    inner join identities_resolved as right_side
+        on right_side.node_id = {{ identity_node_id(
+            'never_link.namespace_b', 'never_link.value_b'
+        ) }}
+    cross join lateral (
+        values
+            (left_side.node_id, never_link.namespace_b),
+            (right_side.node_id, never_link.namespace_a)
+    ) as side (node_id, other_namespace)
+    where never_link.namespace_b is not null
+
+),
+
+cut_by_cap as (
+
+    select
+        identities_resolved.node_id,
+        'cut_by_profile_cap' as conflict_reason,
+        array[identities_resolved.profile_id] as involved_profile_ids,
+        'rank ' || identities_resolved.profile_rank || ' of the profile; cap '
+            || {{ var('max_identities_per_profile', 50) }} as evidence
+    from identities_resolved
+    where identities_resolved.is_cut_by_cap
+
+),
+
+conflicts as (
+
+    select * from split_conflicts
+    union all
+    select * from quarantined
+    union all
+    select * from refused_pairs
+    union all
+    select * from cut_by_cap
 
 ),
 
 final as (
 
     select
-        claims.namespace,
-        claims.identity_value,
-        claims.claimed_by_profile_id,
-        case claims.link_rule
-            when 'contested_own_anchor' then 'shared_by_several_people'
-            when 'loyalty_person_taken' then 'person_already_has_loyalty_id'
-        end as conflict_reason,
-        refused.profile_id as assigned_profile_id
-    from claims
-    inner join refused
-        on refused.namespace = claims.namespace
-        and refused.identity_value = claims.identity_value
+        conflicts.node_id,
+        nodes.namespace,
+        nodes.identity_value,
+        conflicts.conflict_reason,
+        case
+            when not coalesce(resolved.is_cut_by_cap, true)
+                then resolved.profile_id
+        end as profile_id,
+        conflicts.involved_profile_ids,
+        conflicts.evidence
+    from conflicts
+    inner join nodes
+        on nodes.node_id = conflicts.node_id
+    left join identities_resolved as resolved
+        on resolved.node_id = conflicts.node_id
 
 )
 

@@ -1,76 +1,165 @@
-{#- Generated from the dataset declarations: one select per declared identity
-    column of every profile-enabled dataset. -#}
-{{ depends_on_staging_models() }}
--- depends_on: {{ ref('identity_blocked_values') }}
-
-{%- set selects = [] -%}
-{%- for dataset in declared_datasets() -%}
-    {%- for column in dataset.columns if column.identity -%}
-        {%- set value = 'staged.' ~ adapter.quote(column.name) -%}
-        {%- set select_sql -%}
-    select
-        '{{ dataset.name }}' as dataset,
-        '{{ dataset.name }}:' || staged._batch_id || ':' || staged._line_number
-            as source_record_id,
-        cast(staged.{{ adapter.quote(dataset.record_key) }} as text)
-            as record_key,
-        {{ 'true' if column.name == dataset.record_key else 'false' }}
-            as is_record_key,
-        '{{ column.name }}' as identity_column,
-        '{{ column.identity }}' as namespace,
-        {{ normalize_identity(column.identity, value) }} as identity_value,
-        {{ identity_rejection_reason(column.identity, value) }}
-            as rejection_reason,
-        staged.{{ adapter.quote(dataset.timestamp_column) }} as observed_at,
-        staged._batch_id,
-        staged._file_name,
-        staged._line_number
-
-    from {{ staging_relation(dataset) }} as staged
-    where {{ value }} is not null
-        {%- endset -%}
-        {%- do selects.append(select_sql) -%}
-    {%- endfor -%}
-{%- endfor %}
-
+{#- Each declared identity value normalised and checked by its namespace's
+    configuration (seeds/identity_*.csv), so an analyst changes what links by
+    editing those files, not this SQL. -#}
 with
 
 observations as (
 
-{% if selects %}
-    {{ selects | join('\n\n    union all\n\n') }}
-{% else %}
-    {#- Parsing, or no dataset declares an identity yet: keep the shape. -#}
-    select
-        cast(null as text) as dataset,
-        cast(null as text) as source_record_id,
-        cast(null as text) as record_key,
-        cast(null as boolean) as is_record_key,
-        cast(null as text) as identity_column,
-        cast(null as text) as namespace,
-        cast(null as text) as identity_value,
-        cast(null as text) as rejection_reason,
-        cast(null as timestamptz) as observed_at,
-        cast(null as bigint) as _batch_id,
-        cast(null as text) as _file_name,
-        cast(null as integer) as _line_number
-    where false
-{% endif %}
+    select * from {{ ref('int_identity_observations_declared') }}
 
 ),
 
-classified as (
+namespaces as (
+
+    select * from {{ ref('identity_namespaces') }}
+
+),
+
+blocked_values as (
+
+    select * from {{ ref('identity_blocked_values') }}
+
+),
+
+blocked_patterns as (
+
+    select * from {{ ref('identity_blocked_patterns') }}
+
+),
+
+-- `any` rows expanded to every namespace, so blocking is an equality join.
+blocked_keys as (
+
+    select distinct
+        namespaces.namespace,
+        blocked_values.value
+    from blocked_values
+    inner join namespaces
+        on blocked_values.namespace in (namespaces.namespace, 'any')
+
+),
+
+-- One alternation per namespace: a single regex test per value, whatever the
+-- number of patterns.
+namespace_patterns as (
 
     select
-        md5(
-            observations.source_record_id
-            || ':' || observations.identity_column
-        ) as observation_id,
-        observations.*,
-        observations.identity_value is not null as is_linkable
+        blocked_patterns.namespace,
+        string_agg('(' || blocked_patterns.pattern || ')', '|') as pattern
+    from blocked_patterns
+    group by blocked_patterns.namespace
 
+),
+
+namespace_rules as (
+
+    select
+        namespaces.namespace,
+        namespaces.kind,
+        namespaces.priority,
+        namespaces.normaliser,
+        namespaces.validity_pattern,
+        namespace_patterns.pattern as blocked_pattern
+    from namespaces
+    left join namespace_patterns
+        on namespace_patterns.namespace = namespaces.namespace
+
+),
+
+-- "namespace:value" keys in one array, read once: a scan of a few dozen keys
+-- per value beats sorting millions of rows for a join.
+blocked_key_list as (
+
+    select
+        array_agg(blocked_keys.namespace || ':' || blocked_keys.value)
+            as blocked_keys
+    from blocked_keys
+
+),
+
+normalised as (
+
+    select
+        observations.*,
+        namespace_rules.namespace is not null as is_known_namespace,
+        namespace_rules.kind,
+        namespace_rules.priority,
+        namespace_rules.validity_pattern,
+        namespace_rules.blocked_pattern,
+        {{ normalize_identity(
+            'namespace_rules.normaliser', 'observations.raw_value'
+        ) }} as normalised_value
     from observations
+    left join namespace_rules
+        on namespace_rules.namespace = observations.namespace
+
+),
+
+checked as (
+
+    select
+        normalised.*,
+        case
+            when not normalised.is_known_namespace then 'unknown_namespace'
+            when btrim(normalised.raw_value) = '' then 'empty'
+            when normalised.namespace || ':' || lower(btrim(normalised.raw_value))
+                    = any(blocked_key_list.blocked_keys)
+                or normalised.namespace || ':' || normalised.normalised_value
+                    = any(blocked_key_list.blocked_keys)
+                then 'blocked_value'
+            when normalised.normalised_value is null
+                or normalised.normalised_value
+                    !~ coalesce(normalised.validity_pattern, '')
+                then 'invalid'
+            when normalised.normalised_value ~ normalised.blocked_pattern
+                then 'blocked_pattern'
+        end as rejection_reason
+    from normalised
+    cross join blocked_key_list
+
+),
+
+final as (
+
+    select
+        md5(checked.source_record_id || ':' || checked.identity_column)
+            as observation_id,
+        checked.dataset,
+        checked.source_record_id,
+        checked.record_key,
+        checked.is_record_key,
+        checked.identity_column,
+        checked.namespace,
+        checked.kind,
+        checked.priority,
+        case
+            when checked.rejection_reason is null
+                then checked.normalised_value
+        end as identity_value,
+        case
+            when checked.rejection_reason is null
+                then {{ identity_node_id(
+                    'checked.namespace', 'checked.normalised_value'
+                ) }}
+        end as node_id,
+        checked.rejection_reason,
+        -- Which pattern blocked it, looked up only for the few values that
+        -- a pattern blocked.
+        case
+            when checked.rejection_reason = 'blocked_pattern' then (
+                select min(blocked_patterns.reason)
+                from blocked_patterns
+                where blocked_patterns.namespace = checked.namespace
+                    and checked.normalised_value ~ blocked_patterns.pattern
+            )
+        end as rejection_detail,
+        checked.rejection_reason is null as is_linkable,
+        checked.observed_at,
+        checked._batch_id,
+        checked._file_name,
+        checked._line_number
+    from checked
 
 )
 
-select * from classified
+select * from final

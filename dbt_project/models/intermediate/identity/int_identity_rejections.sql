@@ -1,5 +1,5 @@
-{#- Identity values that never link (empty, placeholder, invalid), counted per
-    dataset and column so junk in an extract shows up without exposing it. -#}
+{#- Identity values that never link, counted per dataset, column, namespace
+    and reason, so junk in an extract shows up without exposing it. -#}
 with
 
 observations as (
@@ -16,6 +16,7 @@ counted as (
         observations.identity_column,
         observations.namespace,
         observations.rejection_reason,
+        observations.rejection_detail,
         count(*) as rejected_count,
         min(observations.observed_at) as first_observed_at,
         max(observations.observed_at) as last_observed_at
@@ -24,7 +25,8 @@ counted as (
         observations.dataset,
         observations.identity_column,
         observations.namespace,
-        observations.rejection_reason
+        observations.rejection_reason,
+        observations.rejection_detail
 
 )
 

@@ -13,6 +13,7 @@ observations as (
 identities_resolved as (
 
     select * from {{ ref('int_identities_resolved') }}
+    where not is_cut_by_cap
 
 ),
 
@@ -39,62 +40,140 @@ identity_candidates as (
 
     select
         observations.source_record_id,
+        observations.priority,
         observations.namespace,
         identities_resolved.profile_id,
         identities_resolved.link_rule
     from observations
     inner join identities_resolved
-        on identities_resolved.namespace = observations.namespace
-        and identities_resolved.identity_value = observations.identity_value
-    where observations.namespace <> 'ecid'
+        on identities_resolved.node_id = observations.node_id
+    where observations.kind <> 'device'
 
 ),
 
--- The last authentication on the device at or before the record; records
--- before the first authentication go to the first person who authenticated.
+device_observations as (
+
+    select
+        observations.source_record_id,
+        observations.node_id,
+        observations.namespace,
+        observations.priority,
+        observations.observed_at,
+        observations._batch_id,
+        observations._line_number,
+        identities_resolved.profile_id as device_profile_id,
+        identities_resolved.link_rule as device_link_rule
+    from observations
+    inner join identities_resolved
+        on identities_resolved.node_id = observations.node_id
+    where observations.kind = 'device'
+
+),
+
+-- Each device's events and logins on one timeline; at one instant a login
+-- comes first, so an event at the moment of a login follows it.
+timeline as (
+
+    select
+        device_authentications.node_id,
+        device_authentications.authenticated_at as happened_at,
+        0 as login_first,
+        device_authentications._batch_id,
+        device_authentications._line_number,
+        device_authentications.profile_id as login_profile_id,
+        cast(null as text) as source_record_id,
+        cast(null as text) as namespace,
+        cast(null as integer) as priority,
+        cast(null as text) as device_profile_id,
+        cast(null as text) as device_link_rule
+    from device_authentications
+
+    union all
+
+    select
+        device_observations.node_id,
+        device_observations.observed_at,
+        1,
+        device_observations._batch_id,
+        device_observations._line_number,
+        cast(null as text),
+        device_observations.source_record_id,
+        device_observations.namespace,
+        device_observations.priority,
+        device_observations.device_profile_id,
+        device_observations.device_link_rule
+    from device_observations
+
+),
+
+-- Rows since (and including) the latest login share a login_group.
+timeline_grouped as (
+
+    select
+        timeline.*,
+        count(timeline.login_profile_id) over (
+            partition by timeline.node_id
+            order by
+                timeline.happened_at,
+                timeline.login_first,
+                timeline._batch_id,
+                timeline._line_number
+            rows unbounded preceding
+        ) as login_group
+    from timeline
+
+),
+
+logins_before as (
+
+    select
+        timeline_grouped.*,
+        max(timeline_grouped.login_profile_id) over (
+            partition by timeline_grouped.node_id, timeline_grouped.login_group
+        ) as login_before_profile_id
+    from timeline_grouped
+
+),
+
+first_logins as (
+
+    select
+        device_authentications.node_id,
+        (array_agg(device_authentications.profile_id
+            order by
+                device_authentications.authenticated_at,
+                device_authentications._batch_id,
+                device_authentications._line_number))[1] as profile_id
+    from device_authentications
+    group by device_authentications.node_id
+
+),
+
 device_candidates as (
 
     select
-        device.source_record_id,
-        device.namespace,
+        logins_before.source_record_id,
+        logins_before.priority,
+        logins_before.namespace,
         coalesce(
-            authenticated_before.profile_id,
-            first_authentication.profile_id,
-            identities_resolved.profile_id
+            case
+                when logins_before.login_group > 0
+                    then logins_before.login_before_profile_id
+            end,
+            first_logins.profile_id,
+            logins_before.device_profile_id
         ) as profile_id,
         case
-            when authenticated_before.profile_id is not null
+            when logins_before.login_group > 0
                 then 'device_authenticated_before'
-            when first_authentication.profile_id is not null
+            when first_logins.profile_id is not null
                 then 'device_first_authenticated'
-            else identities_resolved.link_rule
+            else logins_before.device_link_rule
         end as link_rule
-    from observations as device
-    inner join identities_resolved
-        on identities_resolved.namespace = device.namespace
-        and identities_resolved.identity_value = device.identity_value
-    left join lateral (
-        select device_authentications.profile_id
-        from device_authentications
-        where device_authentications.ecid = device.identity_value
-            and device_authentications.authenticated_at <= device.observed_at
-        order by
-            device_authentications.authenticated_at desc,
-            device_authentications._batch_id desc,
-            device_authentications._line_number desc
-        limit 1
-    ) as authenticated_before on true
-    left join lateral (
-        select device_authentications.profile_id
-        from device_authentications
-        where device_authentications.ecid = device.identity_value
-        order by
-            device_authentications.authenticated_at,
-            device_authentications._batch_id,
-            device_authentications._line_number
-        limit 1
-    ) as first_authentication on true
-    where device.namespace = 'ecid'
+    from logins_before
+    left join first_logins
+        on first_logins.node_id = logins_before.node_id
+    where logins_before.source_record_id is not null
 
 ),
 
@@ -108,18 +187,16 @@ candidates as (
 
 ranked_candidates as (
 
-    select
+    select distinct on (candidates.source_record_id)
         candidates.source_record_id,
         candidates.namespace,
         candidates.profile_id,
-        candidates.link_rule,
-        row_number() over (
-            partition by candidates.source_record_id
-            order by
-                {{ identity_namespace_priority('candidates.namespace') }},
-                candidates.profile_id
-        ) as candidate_order
+        candidates.link_rule
     from candidates
+    order by
+        candidates.source_record_id,
+        candidates.priority,
+        candidates.profile_id
 
 ),
 
@@ -138,7 +215,6 @@ final as (
     from records
     inner join ranked_candidates
         on ranked_candidates.source_record_id = records.source_record_id
-        and ranked_candidates.candidate_order = 1
 
 )
 
