@@ -33,12 +33,13 @@
     {% do connected_components_load_batch(sql) %}
 
     {% if full_build %}
-        {% set recomputed = connected_components_plan_full() %}
+        {% do connected_components_plan_full() %}
     {% else %}
-        {% set recomputed = connected_components_plan_changes(target_relation, edges_relation) %}
+        {% do connected_components_plan_changes(target_relation, edges_relation) %}
     {% endif %}
 
     {% set rounds = connected_components_converge(max_rounds) %}
+    {% set recomputed = run_query('select count(*) from cc_parent').columns[0].values()[0] %}
 
     {% if full_build %}
         {% do connected_components_replace(target_relation, existing_relation) %}
@@ -107,8 +108,6 @@
 
         create temporary table cc_seeds (node_id bigint, seed_id bigint);
     {% endcall %}
-
-    {{ return(connected_components_region_size()) }}
 {% endmacro %}
 
 
@@ -205,20 +204,6 @@
 
         alter table cc_seeds add primary key (node_id);
     {% endcall %}
-
-    {{ return(connected_components_region_size()) }}
-{% endmacro %}
-
-
-{% macro connected_components_region_size() %}
-    {% set sql %}
-        select count(*) from (
-            select region_edges.node_a from cc_region_edges as region_edges
-            union
-            select region_edges.node_b from cc_region_edges as region_edges
-        ) as region_nodes
-    {% endset %}
-    {{ return(run_query(sql).columns[0].values()[0]) }}
 {% endmacro %}
 
 

@@ -19,6 +19,7 @@
 {% macro connected_components_prepare() %}
     {% call statement('cc_prepare') %}
         drop table if exists cc_links;
+        drop table if exists cc_starts;
         drop table if exists cc_parent;
         drop table if exists cc_frontier;
 
@@ -35,7 +36,10 @@
         create index cc_links_src on cc_links (src);
         analyze cc_links;
 
-        create temporary table cc_parent as
+        -- Each node starts from its seed (or itself), then takes the smallest
+        -- start among its neighbours: one full pass by hashing, cheaper than a
+        -- first round of hooking with every node on the frontier.
+        create temporary table cc_starts as
         with region_nodes as (
             select region_edges.node_a as node_id from cc_region_edges as region_edges
             union
@@ -43,20 +47,43 @@
         )
         select
             region_nodes.node_id,
-            coalesce(seeds.seed_id, region_nodes.node_id) as parent_id
+            coalesce(seeds.seed_id, region_nodes.node_id) as start_id
         from region_nodes
         left join cc_seeds as seeds
             on seeds.node_id = region_nodes.node_id;
 
+        create temporary table cc_parent as
+        with neighbour_starts as (
+            select links.src as node_id, min(starts.start_id) as start_id
+            from cc_links as links
+            inner join cc_starts as starts
+                on starts.node_id = links.dst
+            group by links.src
+        )
+        select
+            starts.node_id,
+            least(starts.start_id, neighbour_starts.start_id) as parent_id
+        from cc_starts as starts
+        left join neighbour_starts
+            on neighbour_starts.node_id = starts.node_id;
+
         alter table cc_parent add primary key (node_id);
         analyze cc_parent;
 
-        -- Seeds may disagree across a new edge: every node starts on the frontier.
+        -- Only nodes that moved: two neighbours that both kept their start had
+        -- the same start, since each took the smaller, so every edge whose ends
+        -- still disagree has an end here.
         create temporary table cc_frontier as
-        select parent.node_id from cc_parent as parent;
+        select parent.node_id
+        from cc_parent as parent
+        inner join cc_starts as starts
+            on starts.node_id = parent.node_id
+        where parent.parent_id < starts.start_id;
 
         alter table cc_frontier add primary key (node_id);
         analyze cc_frontier;
+
+        drop table cc_starts;
     {% endcall %}
 {% endmacro %}
 

@@ -41,6 +41,22 @@ never_link as (
 
 ),
 
+-- The candidates' profile ids by a join, not a lookup per row: nodes has no
+-- index, and a correlated scan per contested identity grows with the square.
+split_candidates as (
+
+    select
+        splits.node_id,
+        {{ profile_id_from_anchor(
+            'candidate.namespace', 'candidate.identity_value'
+        ) }} as candidate_profile_id
+    from splits
+    cross join lateral unnest(splits.candidate_anchor_ids) as anchor (node_id)
+    inner join nodes as candidate
+        on candidate.node_id = anchor.node_id
+
+),
+
 split_conflicts as (
 
     select
@@ -49,16 +65,21 @@ split_conflicts as (
             when 'contested_own_anchor' then 'contested_between_profiles'
             else 'unique_namespace_taken'
         end as conflict_reason,
-        array(
-            select {{ profile_id_from_anchor(
-                'candidate.namespace', 'candidate.identity_value'
-            ) }}
-            from nodes as candidate
-            where candidate.node_id = any(splits.candidate_anchor_ids)
-            order by 1
+        coalesce(
+            array_agg(
+                distinct split_candidates.candidate_profile_id
+                order by split_candidates.candidate_profile_id
+            ) filter (where split_candidates.candidate_profile_id is not null),
+            array[]::text[]
         ) as involved_profile_ids,
         splits.evidence
     from splits
+    left join split_candidates
+        on split_candidates.node_id = splits.node_id
+    group by
+        splits.node_id,
+        splits.link_rule,
+        splits.evidence
 
 ),
 

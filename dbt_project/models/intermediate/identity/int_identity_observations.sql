@@ -77,6 +77,10 @@ blocked_key_list as (
 
 ),
 
+-- `offset 0` here and in `checked` keeps Postgres from inlining the step into
+-- the next one, where it would evaluate the normaliser (a dozen regexes for a
+-- phone) and the checks again at every mention of their result. Unlike a
+-- materialized CTE it computes each row once without writing it aside.
 normalised as (
 
     select
@@ -92,6 +96,7 @@ normalised as (
     from observations
     left join namespace_rules
         on namespace_rules.namespace = observations.namespace
+    offset 0
 
 ),
 
@@ -116,6 +121,7 @@ checked as (
         end as rejection_reason
     from normalised
     cross join blocked_key_list
+    offset 0
 
 ),
 

@@ -1,6 +1,0 @@
-
-
-select
-    test_edges.node_a,
-    test_edges.node_b
-from graph.test_edges as test_edges
