@@ -12,92 +12,15 @@
     a profile of its own. -#}
 with
 
-components as (
-
-    select * from {{ ref('int_identity_components') }}
-
-),
-
-nodes as (
-
-    select * from {{ ref('int_identity_nodes') }}
-
-),
-
-edges as (
-
-    select * from {{ ref('int_identity_edges') }}
-    where node_a <> node_b
-
-),
-
-component_nodes as (
-
-    select
-        components.component_id,
-        nodes.node_id,
-        nodes.namespace,
-        nodes.priority,
-        nodes.is_unique,
-        nodes.last_seen_at
-    from components
-    inner join nodes
-        on nodes.node_id = components.node_id
-
-),
-
-conflict_components as (
-
-    select
-        component_nodes.component_id,
-        count(*) as unique_value_count
-    from component_nodes
-    where component_nodes.is_unique
-    group by
-        component_nodes.component_id,
-        component_nodes.namespace
-    having count(*) > 1
-
-),
-
 conflict_nodes as (
 
-    select component_nodes.*
-    from component_nodes
-    where component_nodes.component_id in (
-        select conflict_components.component_id from conflict_components
-    )
+    select * from {{ ref('int_identity_conflict_nodes') }}
 
 ),
 
-conflict_sizes as (
-
-    select
-        conflict_nodes.component_id,
-        count(*) as node_count
-    from conflict_nodes
-    group by conflict_nodes.component_id
-
-),
-
--- Both directions, with what is known of the node a step starts from.
 conflict_steps as (
 
-    select
-        edges.node_a as from_node_id,
-        edges.node_b as to_node_id
-    from edges
-    inner join conflict_nodes
-        on conflict_nodes.node_id = edges.node_a
-
-    union all
-
-    select
-        edges.node_b as from_node_id,
-        edges.node_a as to_node_id
-    from edges
-    inner join conflict_nodes
-        on conflict_nodes.node_id = edges.node_b
+    select * from {{ ref('int_identity_conflict_steps') }}
 
 ),
 
@@ -127,16 +50,12 @@ reach as (
                 walks.source_node_id,
                 conflict_steps.to_node_id,
                 walks.distance + 1,
-                step_from.priority
+                conflict_steps.from_priority
             from walks
             inner join conflict_steps
                 on conflict_steps.from_node_id = walks.node_id
-            inner join conflict_nodes as step_from
-                on step_from.node_id = walks.node_id
-            inner join conflict_sizes
-                on conflict_sizes.component_id = step_from.component_id
-            where walks.distance < conflict_sizes.node_count
-                and (walks.distance = 0 or not step_from.is_unique)
+            where walks.distance < conflict_steps.component_node_count
+                and (walks.distance = 0 or not conflict_steps.from_is_unique)
 
         )
 
