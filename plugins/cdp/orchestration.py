@@ -79,7 +79,7 @@ def run_flow(landing_url: str) -> dict[str, str]:
             outcomes[dag_id] = "not triggered"
             continue
         conf = {"landing_url": landing_url} if dag_id == "land_extracts" else {}
-        previous_announced = _run(bag, dag_id, conf) == "announced"
+        previous_announced = run_dag(bag, dag_id, conf) == "announced"
         outcomes[dag_id] = "ran" if previous_announced else "ran, nothing new"
 
     # Destinations are independent: one failing must not keep the others from running.
@@ -90,14 +90,15 @@ def run_flow(landing_url: str) -> dict[str, str]:
             outcomes[dag_id] = "not triggered"
             continue
         try:
-            _run(bag, dag_id, {"dry_run": False})
+            run_dag(bag, dag_id, {"dry_run": False})
             outcomes[dag_id] = "ran"
         except DagRunFailed as failure:
             outcomes[dag_id] = f"FAILED: {failure}"
     return outcomes
 
 
-def _run(bag, dag_id: str, conf: dict) -> str:
+def run_dag(bag, dag_id: str, conf: dict) -> str:
+    """Run one DAG in-process with `conf`; "announced" when it announced its Asset."""
     dag = bag.get_dag(dag_id)
     log.info("running DAG %s", dag_id)
     dag_run = dag.test(run_conf=conf)

@@ -57,11 +57,12 @@
 
 
 {#- The instant audiences are evaluated at: var evaluation_time (backfills set
-    it) or now. Validated because it is pasted into SQL. -#}
+    it), else the start of this dbt invocation, so every model of one build
+    agrees on "now". Validated because it is pasted into SQL. -#}
 {% macro audience_evaluation_time() -%}
     {%- set value = var('evaluation_time', '') | string | trim -%}
     {%- if value == '' or value == 'None' -%}
-        current_timestamp
+        timestamptz '{{ run_started_at.isoformat() }}'
     {%- elif modules.re.fullmatch(
         '[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?'
         ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)?', value) -%}

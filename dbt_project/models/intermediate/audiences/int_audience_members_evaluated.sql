@@ -1,12 +1,12 @@
 {#- One select per audience declared in audiences.yml, its rule compiled to SQL
     by audience_rule_sql. -#}
-{%- set audiences = declared_audiences() %}
+{%- set audiences = audiences_to_evaluate() %}
 
 with
 
 profiles as (
 
-    select * from {{ ref('dim_profiles') }}
+    select * from {{ ref('int_audience_profiles') }}
 
 ),
 
