@@ -11,7 +11,10 @@ DAG itself must record its dates.
 from __future__ import annotations
 
 import csv
+import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,19 +56,18 @@ def test_backfilled_dates_in_any_order_give_the_independent_as_of_answer(
     audience_backfill.evaluate_as_of(instants[3], [AUDIENCE])
     assert history_rows() == history_before, "re-running a date changed the history"
 
-    check_the_backfill_dag_evaluates_each_day_of_its_form(orders)
+    check_the_backfill_dag_evaluates_each_day_of_its_form(orders, warehouse_env)
 
 
-def check_the_backfill_dag_evaluates_each_day_of_its_form(orders) -> None:
-    """The DAG's trigger form: audiences, from and to; each day as of midnight UTC."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    from cdp import orchestration, settings
-
-    orchestration.prepare_airflow()
-    bag = DagBag(str(settings.PROJECT_ROOT / "dags"))
-    conf = {"audiences": [AUDIENCE], "from_date": "2026-09-02", "to_date": "2026-09-04"}
-    orchestration.run_dag(bag, "evaluate_audiences", conf)
+def check_the_backfill_dag_evaluates_each_day_of_its_form(orders, env: dict) -> None:
+    """`cdp backfill` runs the DAG's trigger form: each day as of midnight UTC."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", "backfill", "--from-date", "2026-09-02",
+         "--to-date", "2026-09-04", "--audience", AUDIENCE],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "as of 3 days" in completed.stdout
 
     days = [datetime(2026, 9, day, tzinfo=UTC) for day in (2, 3, 4)]
     recorded = query(

@@ -5,6 +5,7 @@ cdp run        land, validate, build and activate once, through the Airflow DAGs
 cdp demo       generate (first time only), run, and print the summary
 cdp summary    print what the warehouse holds now
 cdp explain    why an identity (or profile id) belongs to its profile
+cdp backfill   evaluate audiences as of each day of a range, through the audience DAG
 cdp airflow    Airflow standalone with these DAGs, UI on localhost
 cdp warehouse  start/stop the embedded Postgres or print its dbt environment
 cdp destinations check   validate the destination files
@@ -82,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--namespace", default=None, help="search this namespace only")
     explain.set_defaults(handler=_explain)
 
+    backfill = commands.add_parser(
+        "backfill", help="evaluate audiences as of past days (fills their history)"
+    )
+    backfill.add_argument("--from-date", type=_date, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--to-date", type=_date, default=None, help="YYYY-MM-DD, included")
+    backfill.add_argument(
+        "--audience", action="append", default=[], help="an audience id (repeat); default all"
+    )
+    backfill.set_defaults(handler=_backfill)
+
     warehouse = commands.add_parser("warehouse", help="the embedded Postgres")
     warehouse.add_argument("action", choices=("start", "stop", "env"))
     warehouse.set_defaults(handler=_warehouse)
@@ -141,6 +152,32 @@ def _run(arguments) -> int:
         print(f"\nerror: {', '.join(failed)} failed; the task logs are in {log_path}",
               file=sys.stderr)  # fmt: skip
         return 1
+    return 0
+
+
+def _backfill(arguments) -> int:
+    """The evaluate_audiences DAG's trigger form, run in-process like `cdp run`."""
+    from cdp import orchestration
+
+    to_date = arguments.to_date or arguments.from_date
+    conf = {
+        "audiences": arguments.audience,
+        "from_date": f"{arguments.from_date:%Y-%m-%d}",
+        "to_date": f"{to_date:%Y-%m-%d}",
+    }
+    # Airflow reads its settings when first imported: prepare them before the import.
+    orchestration.prepare_airflow()
+    from airflow.dag_processing.dagbag import DagBag
+
+    log_path = settings.state_dir() / "logs" / f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    with _output_to(log_path):
+        bag = DagBag(str(settings.PROJECT_ROOT / "dags"))
+        orchestration.run_dag(bag, "evaluate_audiences", conf)
+    days = (to_date - arguments.from_date).days + 1
+    print(
+        f"Evaluated {', '.join(arguments.audience) or 'every audience'} as of {days} days "
+        f"({conf['from_date']} to {conf['to_date']}); task log: {log_path}"
+    )
     return 0
 
 

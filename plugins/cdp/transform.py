@@ -36,8 +36,11 @@ def run_dbt(*args: str, dbt_vars: dict[str, str] | None = None) -> list[dict]:
 
         command += ["--vars", json.dumps(dbt_vars)]
 
-    log.info("running dbt %s", " ".join(args))
-    outcome = dbtRunner().invoke(command)
+    # One dbt run at a time per warehouse: the daily build and a backfill both rebuild
+    # the audience evaluation tables, and interleaved they would read each other's.
+    with warehouse.exclusive("cdp dbt run"):
+        log.info("running dbt %s", " ".join(args))
+        outcome = dbtRunner().invoke(command)
 
     results = _node_results(outcome.result)
     failed = [row for row in results if row["status"] in ("error", "fail", "runtime error")]

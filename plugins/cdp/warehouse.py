@@ -120,3 +120,21 @@ def connect() -> Iterator[psycopg2.extensions.connection]:
             yield conn
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def exclusive(purpose: str) -> Iterator[None]:
+    """Hold a warehouse-wide lock named `purpose` for the block; others wait for it.
+
+    A Postgres advisory lock on a connection of its own, so it lasts across every
+    transaction the block runs (a whole dbt build) and is released if the process dies.
+    """
+    conn = psycopg2.connect(**address().connect_kwargs(), application_name="cdp lock")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            log.info("waiting for the warehouse lock %r", purpose)
+            cursor.execute("select pg_advisory_lock(hashtext(%s))", (purpose,))
+        yield
+    finally:
+        conn.close()

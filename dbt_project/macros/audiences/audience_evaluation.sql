@@ -11,7 +11,7 @@
         {%- set wanted = wanted.split(',') | map('trim') | reject('equalto', '')
             | list -%}
     {%- endif -%}
-    {%- if not wanted -%}
+    {%- if not wanted or not execute -%}
         {{ return(audiences) }}
     {%- endif -%}
 

@@ -1,4 +1,4 @@
-{{ config(materialized='ephemeral') }}
+{{ config(materialized='view') }}
 
 {#- The profiles audiences are evaluated on. Evaluated now: dim_profiles as it
     is. Evaluated as of a past instant (var evaluation_time, set by

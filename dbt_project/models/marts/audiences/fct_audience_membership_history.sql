@@ -4,7 +4,6 @@
         incremental_strategy='delete+insert',
         unique_key=['audience_id', 'profile_id'],
         full_refresh=false,
-        pre_hook="select pg_advisory_xact_lock(hashtext('cdp.audience_history'))",
         post_hook="delete from {{ this }} where valid_to = valid_from",
     )
 }}
@@ -26,8 +25,8 @@
     (delete+insert on the pair); a range emptied by a re-run (valid_from =
     valid_to) is removed by the post-hook. Never rebuilt by --full-refresh:
     the history of past evaluations cannot be recomputed from today's data.
-    Two builds that evaluate at once (the daily build and a backfill) take
-    turns: the pre-hook holds a lock until the model's transaction ends. -#}
+    Builds run by Airflow or the command line take turns (cdp.transform holds
+    a warehouse lock for each dbt run), so two evaluations never interleave. -#}
 {%- set audiences = audiences_to_evaluate() %}
 
 with
