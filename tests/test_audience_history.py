@@ -31,9 +31,7 @@ WINDOW = timedelta(days=30)
 
 
 @pytest.mark.parametrize("warehouse_env", warehouse_kinds()[:1], indirect=True)
-def test_backfilled_dates_in_any_order_give_the_independent_as_of_answer(
-    warehouse_env, tmp_path
-):
+def test_backfilled_dates_in_any_order_give_the_independent_as_of_answer(warehouse_env, tmp_path):
     samples.generate(tmp_path / "landing", customers=CUSTOMERS, seed=3, as_of=AS_OF)
     land_and_build(str(tmp_path / "landing"))
     orders = orders_by_profile(tmp_path / "landing")
@@ -148,8 +146,7 @@ def check_ranges_neither_overlap_nor_touch() -> None:
     )
     assert clashes == []
     empty = query(
-        "select count(*) from marts.fct_audience_membership_history"
-        " where valid_to <= valid_from"
+        "select count(*) from marts.fct_audience_membership_history where valid_to <= valid_from"
     )
     assert empty == [(0,)]
 
