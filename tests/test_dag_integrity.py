@@ -63,7 +63,13 @@ def parsed(tmp_path_factory) -> dict[str, str]:
 
 
 def test_every_dag_file_imports_without_touching_the_network(parsed):
-    expected = {"land_extracts", "validate_batches", "build_profiles", "evaluate_audiences"}
+    expected = {
+        "land_extracts",
+        "validate_batches",
+        "build_profiles",
+        "evaluate_audiences",
+        "evaluate_streaming_audiences",
+    }
     expected |= {f"activate_{name}" for name in load_all()}
     assert set(parsed) == expected
 

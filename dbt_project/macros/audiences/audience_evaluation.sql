@@ -26,11 +26,17 @@
 {%- endmacro %}
 
 
-{#- Recorded with each evaluation: 'as_of' when a backfill named the
-    instant, else 'build'. -#}
+{#- Recorded with each evaluation: 'streaming' for new event batches,
+    'as_of' when a backfill named the instant, else 'build'. -#}
 {% macro audience_evaluation_kind() -%}
     {%- set value = var('evaluation_time', '') | string | trim -%}
-    {{ "'build'" if value in ('', 'None') else "'as_of'" }}
+    {%- if streaming_batch_ids() -%}
+        'streaming'
+    {%- elif value in ('', 'None') -%}
+        'build'
+    {%- else -%}
+        'as_of'
+    {%- endif -%}
 {%- endmacro %}
 
 
@@ -65,4 +71,21 @@
     select cast(null as text) as audience_id
     where false
     {%- endfor %}
+{%- endmacro %}
+
+
+{#- The landing batches a streaming evaluation looks at (var
+    streaming_batch_ids: a list or comma-separated batch ids); empty when the
+    build is not a streaming one. Validated because they are pasted into SQL. -#}
+{% macro streaming_batch_ids() -%}
+    {%- set ids = var('streaming_batch_ids', []) -%}
+    {%- if ids is string -%}
+        {%- set ids = ids.split(',') | map('trim') | reject('equalto', '') | list -%}
+    {%- endif -%}
+    {%- for batch_id in ids if not modules.re.fullmatch('[0-9]{1,18}', batch_id | string) -%}
+        {{ exceptions.raise_compiler_error(
+            "var streaming_batch_ids holds '" ~ batch_id ~ "'; give landing "
+            ~ "batch ids (ops.landed_files.batch_id), e.g. [12, 13]") }}
+    {%- endfor -%}
+    {{ return(ids | map('string') | list) }}
 {%- endmacro %}

@@ -4,15 +4,39 @@
 
 with
 
+-- A streaming evaluation (var streaming_batch_ids) looks only at the
+-- profiles of the new events, with those events added to what the last
+-- build knew.
+streaming_events as (
+
+    select * from {{ ref('int_streaming_events') }}
+    where profile_id is not null
+
+),
+
 profiles as (
 
     select * from {{ ref('int_audience_profiles') }}
+    {%- if streaming_batch_ids() %}
+    where profile_id in (select streaming_events.profile_id from streaming_events)
+    {%- endif %}
 
 ),
 
 profile_events as (
 
     select * from {{ ref('fct_profile_events') }}
+    {%- if streaming_batch_ids() %}
+    where profile_id in (select streaming_events.profile_id from streaming_events)
+        and (dataset, event_id) not in (
+            select streaming_events.dataset, streaming_events.event_id
+            from streaming_events
+        )
+
+    union all
+
+    select * from streaming_events
+    {%- endif %}
 
 ),
 

@@ -27,6 +27,7 @@
     the history of past evaluations cannot be recomputed from today's data.
     Builds run by Airflow or the command line take turns (cdp.transform holds
     a warehouse lock for each dbt run), so two evaluations never interleave. -#}
+-- depends_on: {{ ref('int_streaming_events') }}
 {%- set audiences = audiences_to_evaluate() %}
 
 with
@@ -80,6 +81,16 @@ next_evaluations as (
 
 ),
 
+-- A streaming evaluation looks only at the profiles of the new events: it
+-- says nothing of the others, so their ranges are left as they are.
+evaluated_profiles as (
+
+    select distinct streaming_events.profile_id
+    from {{ ref('int_streaming_events') }} as streaming_events
+    where streaming_events.profile_id is not null
+
+),
+
 -- The evaluated audiences' ranges, each with its place relative to t.
 ranges as (
 
@@ -105,6 +116,11 @@ ranges as (
     inner join next_evaluations
         on next_evaluations.audience_id = history.audience_id
     cross join evaluation
+    {%- if streaming_batch_ids() %}
+    where history.profile_id in (
+        select evaluated_profiles.profile_id from evaluated_profiles
+    )
+    {%- endif %}
 
 ),
 

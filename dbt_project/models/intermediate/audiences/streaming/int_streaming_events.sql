@@ -1,0 +1,34 @@
+{#- One row per event of the newly promoted batches (var
+    streaming_batch_ids) in fct_profile_events' columns, attributed by
+    int_streaming_records_resolved. Empty unless the streaming path runs. -#}
+{{ depends_on_staging_models() }}
+
+with
+
+records_resolved as (
+
+    select * from {{ ref('int_streaming_records_resolved') }}
+
+),
+
+events as (
+
+    {{ profile_event_rows('records_resolved', streaming_batch_ids()) }}
+
+),
+
+-- An event re-sent within the new batches keeps its latest version.
+latest_events as (
+
+    select distinct on (events.dataset, events.event_id)
+        events.*
+    from events
+    order by
+        events.dataset,
+        events.event_id,
+        events._batch_id desc,
+        events._line_number desc
+
+)
+
+select * from latest_events
