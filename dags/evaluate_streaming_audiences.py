@@ -1,7 +1,8 @@
 """
 ### Evaluate streaming audiences
 
-Runs each time new rows are promoted (`cdp_promoted_batches`). Takes the event
+Runs each time order or clickstream rows are promoted
+(`cdp_promoted_event_batches`). Takes the event
 batches (orders, clickstream) promoted since its last run, finds the profiles their
 records belong to in the identity graph of the last build, evaluates the audiences
 classified as streaming for those profiles only, and records who entered or left in
@@ -16,11 +17,11 @@ nothing twice.
 import pendulum
 from airflow.sdk import dag, task
 
-from cdp.assets import PROMOTED_BATCHES
+from cdp.assets import PROMOTED_EVENT_BATCHES
 
 
 @dag(
-    schedule=[PROMOTED_BATCHES],
+    schedule=[PROMOTED_EVENT_BATCHES],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

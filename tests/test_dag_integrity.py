@@ -76,7 +76,8 @@ def test_every_dag_file_imports_without_touching_the_network(parsed):
 
 def test_each_stage_is_triggered_by_the_asset_of_the_stage_before(parsed):
     assert "cdp_landed_batches" in parsed["validate_batches"]
-    assert "cdp_promoted_batches" in parsed["build_profiles"]
+    assert "cdp_promoted_record_batches" in parsed["build_profiles"]
+    assert "cdp_promoted_event_batches" in parsed["evaluate_streaming_audiences"]
     for name, destination in load_all().items():
         if destination.runs_after_each_build:
             assert "cdp_audiences_built" in parsed[f"activate_{name}"]

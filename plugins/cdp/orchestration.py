@@ -16,13 +16,12 @@ from cdp import settings
 
 log = logging.getLogger(__name__)
 
-INGEST_AND_BUILD = ("land_extracts", "validate_batches", "build_profiles")
-
-# The task in each DAG whose success announces the DAG's Asset.
+# The tasks whose success announces each DAG's Asset: a later DAG runs only after one.
 ANNOUNCING_TASKS = {
-    "land_extracts": "announce_landed_batches",
-    "validate_batches": "validate_and_promote",
-    "build_profiles": "run_dbt_build",
+    "land_extracts": ("announce_landed_batches",),
+    "validate_batches": ("announce_promoted_records", "announce_promoted_events"),
+    "evaluate_streaming_audiences": (),
+    "build_profiles": ("run_dbt_build",),
 }
 
 
@@ -61,10 +60,13 @@ def prepare_airflow() -> None:
 
 
 def run_flow(landing_url: str) -> dict[str, str]:
-    """Land, validate, build and activate once; returns each DAG's outcome.
+    """Land, validate, evaluate streaming audiences, build and activate once.
 
-    A failure while landing, validating or building stops the flow with DagRunFailed;
-    a failing destination is reported in its outcome and the others still run.
+    Returns each DAG's outcome. A failure while landing, validating or building stops
+    the flow with DagRunFailed; a failing destination is reported in its outcome and
+    the others still run. Under the scheduler the build waits for CRM or loyalty rows
+    or its daily time; a run of the whole flow builds after any promotion, as a day's
+    cycle would.
     """
     from airflow.dag_processing.dagbag import DagBag
 
@@ -73,20 +75,34 @@ def run_flow(landing_url: str) -> dict[str, str]:
         raise DagRunFailed(f"DAG files failed to import: {bag.import_errors}")
 
     outcomes: dict[str, str] = {}
-    previous_announced = True
-    for dag_id in INGEST_AND_BUILD:
-        if not previous_announced:
-            outcomes[dag_id] = "not triggered"
-            continue
-        conf = {"landing_url": landing_url} if dag_id == "land_extracts" else {}
-        previous_announced = run_dag(bag, dag_id, conf) == "announced"
-        outcomes[dag_id] = "ran" if previous_announced else "ran, nothing new"
+    landed = run_dag(bag, "land_extracts", {"landing_url": landing_url})
+    outcomes["land_extracts"] = "ran" if landed else "ran, nothing new"
+
+    promoted: set[str] = set()
+    if landed:
+        promoted = run_dag(bag, "validate_batches", {})
+        outcomes["validate_batches"] = "ran" if promoted else "ran, nothing promoted"
+    else:
+        outcomes["validate_batches"] = "not triggered"
+
+    if "announce_promoted_events" in promoted:
+        run_dag(bag, "evaluate_streaming_audiences", {})
+        outcomes["evaluate_streaming_audiences"] = "ran"
+    else:
+        outcomes["evaluate_streaming_audiences"] = "not triggered"
+
+    built: set[str] = set()
+    if promoted:
+        built = run_dag(bag, "build_profiles", {})
+        outcomes["build_profiles"] = "ran"
+    else:
+        outcomes["build_profiles"] = "not triggered"
 
     # Destinations are independent: one failing must not keep the others from running.
     for dag_id in sorted(bag.dag_ids):
         if not dag_id.startswith("activate_"):
             continue
-        if not previous_announced:
+        if not built:
             outcomes[dag_id] = "not triggered"
             continue
         try:
@@ -97,8 +113,8 @@ def run_flow(landing_url: str) -> dict[str, str]:
     return outcomes
 
 
-def run_dag(bag, dag_id: str, conf: dict) -> str:
-    """Run one DAG in-process with `conf`; "announced" when it announced its Asset."""
+def run_dag(bag, dag_id: str, conf: dict) -> set[str]:
+    """Run one DAG in-process with `conf`; returns its tasks that announced an Asset."""
     dag = bag.get_dag(dag_id)
     log.info("running DAG %s", dag_id)
     dag_run = dag.test(run_conf=conf)
@@ -112,5 +128,5 @@ def run_dag(bag, dag_id: str, conf: dict) -> str:
             f"DAG {dag_id} run {dag_run.run_id} ended {dag_run.state}; failed tasks: "
             f"{', '.join(failed) or 'none recorded'}."
         )
-    announcing = ANNOUNCING_TASKS.get(dag_id)
-    return "announced" if announcing and states.get(announcing) == "success" else "quiet"
+    # The tasks that announced an Asset, so the caller knows which DAGs to run next.
+    return {task for task in ANNOUNCING_TASKS.get(dag_id, ()) if states.get(task) == "success"}

@@ -65,6 +65,10 @@ def evaluate_new_event_batches() -> dict:
     batches = pending_event_batches()
     if not batches:
         return {"batches": 0}
+    if not _profiles_built():
+        # Nothing to attribute events to yet; they stay pending until a build exists.
+        log.info("%d event batches wait for the first build of profiles", len(batches))
+        return {"batches": 0, "waiting_for_first_build": len(batches)}
 
     batch_ids = [batch["batch_id"] for batch in batches]
     # Unit tests check the code, not the batch: the daily build runs them.
@@ -89,3 +93,9 @@ def evaluate_new_event_batches() -> dict:
         (profiles,) = cursor.fetchone()
     log.info("streamed %d event batches: %d profiles evaluated", len(batch_ids), profiles)
     return {"batches": len(batch_ids), "profiles_evaluated": profiles}
+
+
+def _profiles_built() -> bool:
+    with warehouse.connect() as conn, conn.cursor() as cursor:
+        cursor.execute("select to_regclass('marts.bdg_profile_identities') is not null")
+        return cursor.fetchone()[0]
