@@ -28,7 +28,7 @@ LEDGER_DDL = f"""
 create table if not exists {OPS_SCHEMA}.streamed_batches (
     batch_id bigint primary key,
     dataset text not null,
-    evaluated_at timestamptz not null default now()
+    streamed_at timestamptz not null default now()
 );
 """
 
