@@ -1,6 +1,7 @@
-{#- One select per audience declared in audiences.yml, its rule compiled to SQL
-    by audience_rule_sql. -#}
-{%- set audiences = declared_audiences() %}
+{#- One select per audience declared in audiences.yml, its rule validated and
+    compiled to SQL by the audience macros. -#}
+{%- set audiences = audience_definitions() %}
+{%- set context = audience_compile_context(audiences) %}
 
 with
 
@@ -25,11 +26,11 @@ members as (
     {% endif %}
 
     select
-        '{{ audience.id }}' as audience_id,
+        {{ audience_literal('text', audience.id) }} as audience_id,
         profiles.profile_id,
-        {{ audience_evaluation_time() }} as evaluated_at
+        {{ context.evaluated_at }} as evaluated_at
     from profiles
-    where {{ audience_rule_sql(audience) }}
+    where {{ audience_rule_sql(audience, context) }}
 {%- else %}
 
     select
