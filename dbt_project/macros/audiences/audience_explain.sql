@@ -4,6 +4,19 @@
     SQL the build compiles for it, so explain and membership cannot drift.
     `cdp audiences explain` compiles this through `dbt compile --inline`. -#}
 
+{#- What `cdp audiences explain` compiles: the audience as `cdp audiences
+    list` shows it, and the explain SQL, as JSON. -#}
+{% macro audience_explain_request(audience_id, profile_ids) -%}
+    {%- set sql = audience_explain_sql(audience_id, profile_ids) -%}
+    {%- if not execute -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set listed = audience_catalog()
+        | selectattr('audience_id', 'equalto', audience_id) | list -%}
+    {{ return(tojson({'audience': listed[0], 'sql': sql | trim})) }}
+{%- endmacro %}
+
+
 {% macro audience_explain_sql(audience_id, profile_ids) -%}
     {#- Called before the execute guard so dbt records the dependencies. -#}
     {%- set profiles_relation = ref('dim_profiles') -%}
@@ -15,9 +28,9 @@
     {%- set audiences = audience_definitions() -%}
     {%- set context = audience_compile_context(audiences) -%}
     {%- if audience_id not in context.audiences -%}
-        {{ exceptions.raise_compiler_error("audience '" ~ audience_id
-            ~ "' is not defined in " ~ audience_definitions_file()
-            ~ '; use one of ' ~ context.audiences.keys() | sort | join(', ')) }}
+        {{ exceptions.raise_compiler_error(audience_definitions_file()
+            ~ ": audience '" ~ audience_id ~ "' is not defined; use one of "
+            ~ context.audiences.keys() | sort | join(', ')) }}
     {%- endif -%}
     {%- set profile_literals = [] -%}
     {%- for profile_id in profile_ids -%}
@@ -120,7 +133,7 @@ order by explained.profile_id, explained.node_number
     {%- set threshold = audience_event_threshold(event) -%}
     {%- set shown = ["count(*) || ' matching events'"] -%}
     {%- if threshold.kind != 'count' -%}
-        {%- do shown.append("', " ~ threshold.kind ~ ' of ' ~ threshold.field
+        {%- do shown.append("', " ~ audience_aggregate_text(threshold)
             ~ " ' || coalesce(cast(" ~ threshold.aggregate
             ~ " as text), 'none')") -%}
     {%- endif -%}
@@ -217,8 +230,15 @@ order by explained.profile_id, explained.node_number
             ~ event.between['to'] -%}
     {%- endif -%}
     {%- if threshold.kind != 'count' -%}
-        {%- set text = text ~ ', ' ~ threshold.kind ~ ' of ' ~ threshold.field
-            ~ ' ' ~ words[threshold.comparison] ~ ' ' ~ threshold.value -%}
+        {%- set text = text ~ ', ' ~ audience_aggregate_text(threshold) ~ ' '
+            ~ words[threshold.comparison] ~ ' ' ~ threshold.value -%}
     {%- endif -%}
     {{ return(text) }}
+{%- endmacro %}
+
+
+{#- "total revenue_amount", "smallest revenue_amount", ... -#}
+{% macro audience_aggregate_text(threshold) -%}
+    {%- set words = {'sum': 'total', 'min': 'smallest', 'max': 'largest'} -%}
+    {{ return(words[threshold.kind] ~ ' ' ~ threshold.field) }}
 {%- endmacro %}

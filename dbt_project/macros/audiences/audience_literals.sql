@@ -24,16 +24,14 @@
             and modules.re.fullmatch('-?[0-9]{1,30}(\.[0-9]{1,30})?', text)
             else "is not a number" -%}
     {%- elif data_type == 'boolean' -%}
-        {%- set problem = '' if is_boolean
-            else "is not a boolean (write true or false, unquoted)" -%}
+        {%- set problem = '' if is_boolean else "is not a boolean" -%}
     {%- elif data_type == 'date' -%}
         {%- set problem = '' if modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text)
             and audience_instant(text) is not none
-            else "is not a date (write YYYY-MM-DD)" -%}
+            else "is not a date" -%}
     {%- elif data_type == 'timestamptz' -%}
         {%- set problem = '' if audience_instant(text) is not none
-            else "is not an instant (write 2024-05-01 or "
-                ~ "2024-05-01T09:30:00+02:00; no offset means UTC)" -%}
+            else "is not a date or instant" -%}
     {%- else -%}
         {%- set problem = 'has type ' ~ data_type ~ ', which audiences cannot compare' -%}
     {%- endif -%}

@@ -89,12 +89,12 @@
 
     {%- for key in ['name', 'description', 'owner'] -%}
         {%- if audience.get(key) is not string or audience.get(key) | trim == '' -%}
-            {%- do _problem(problems, label, key, key ~ ' is missing',
+            {%- do _problem(problems, label, key, 'is missing',
                 'give it a non-empty text') -%}
         {%- endif -%}
     {%- endfor -%}
     {%- if audience.get('rule') is none -%}
-        {%- do _problem(problems, label, 'rule', 'rule is missing',
+        {%- do _problem(problems, label, 'rule', 'is missing',
             'give it one condition: all, any, not, attribute, event or '
             ~ 'audience') -%}
     {%- endif -%}
@@ -228,9 +228,17 @@
 {% macro _check_value(label, place, data_type, value, problems) -%}
     {%- set problem = audience_literal_problem(data_type, value) -%}
     {%- if problem -%}
+        {%- set fixes = {
+            'text': 'write a text',
+            'integer': 'write a whole number, such as 5000',
+            'numeric': 'write a number, such as 12.50',
+            'boolean': 'write true or false, unquoted',
+            'date': 'write a date as YYYY-MM-DD',
+            'timestamptz': 'write a date or an instant such as '
+                ~ '2024-05-01T09:30:00+02:00 (no offset means UTC)',
+        } -%}
         {%- do _problem(problems, label, place, "'" ~ value ~ "' " ~ problem,
-            'write a ' ~ data_type ~ ' value: text as is, numbers bare, '
-            ~ 'booleans true or false, dates as YYYY-MM-DD') -%}
+            fixes.get(data_type, 'compare another column')) -%}
     {%- endif -%}
 {%- endmacro %}
 
@@ -460,10 +468,12 @@
     {%- if 'within_last' in event and 'between' in event -%}
         {%- do _problem(problems, label, place, 'has two windows',
             'keep one of within_last and between') -%}
-    {%- elif 'within_last' in event -%}
+    {%- endif -%}
+    {%- if 'within_last' in event -%}
         {%- do _check_duration(
             label, place ~ '.within_last', event.within_last, problems) -%}
-    {%- elif 'between' in event -%}
+    {%- endif -%}
+    {%- if 'between' in event -%}
         {%- set window = event.between -%}
         {%- set window_place = place ~ '.between' -%}
         {%- if window is not mapping
@@ -514,7 +524,8 @@
     {%- if reference.id not in vocabulary.audience_ids -%}
         {%- do _problem(problems, label, place ~ '.id',
             "audience '" ~ reference.id ~ "' is not defined",
-            'use one of ' ~ vocabulary.audience_ids | sort | join(', ')) -%}
+            'use one of ' ~ vocabulary.audience_ids | unique | sort
+            | join(', ')) -%}
     {%- endif -%}
     {%- if 'within_last' in reference -%}
         {%- do _check_duration(
@@ -531,7 +542,9 @@
         if audience is mapping and audience.get('id') is string -%}
         {%- set used = [] -%}
         {%- do _audience_references(audience.get('rule'), used) -%}
-        {%- do uses.update({audience.id: used}) -%}
+        {%- if audience.id not in uses -%}
+            {%- do uses.update({audience.id: used}) -%}
+        {%- endif -%}
     {%- endfor -%}
 
     {%- set cycles = [] -%}
