@@ -67,8 +67,7 @@ def catalog() -> list[Audience]:
     sizes = _sizes()
     log.info("listed %d audiences, %d with a size", len(listed), len(sizes))
     return [
-        Audience(**entry, realised_member_count=sizes.get(entry["audience_id"]))
-        for entry in listed
+        Audience(**entry, realised_member_count=sizes.get(entry["audience_id"])) for entry in listed
     ]
 
 
