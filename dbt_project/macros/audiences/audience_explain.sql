@@ -199,7 +199,8 @@ order by explained.profile_id, explained.node_number
     {%- elif operator in ['in', 'not_in'] -%}
         {{ return(words[operator] ~ ' ' ~ value | join(', ')) }}
     {%- endif -%}
-    {{ return(words[operator] ~ ' ' ~ value) }}
+    {{ return(words[operator] ~ ' ' ~ (value | string | lower
+        if value is sameas true or value is sameas false else value)) }}
 {%- endmacro %}
 
 
@@ -208,7 +209,7 @@ order by explained.profile_id, explained.node_number
     {%- set words = {'gte': 'at least', 'gt': 'more than', 'lte': 'at most',
         'lt': 'fewer than', 'equals': 'exactly'} -%}
     {%- set text = audience_event_name(event) ~ ' events' -%}
-    {%- if threshold.kind == 'count' -%}
+    {%- if 'count' in event -%}
         {%- set text = words[threshold.comparison] ~ ' ' ~ threshold.value
             ~ ' ' ~ text -%}
     {%- endif -%}
