@@ -10,7 +10,8 @@
     {%- set facts = audience_rule_facts(audience.rule) -%}
     {%- set reasons = [] -%}
     {%- for event in facts.events -%}
-        {%- do reasons.extend(_event_batch_reasons(event, facts.events | length)) -%}
+        {%- do reasons.extend(
+            _event_batch_reasons(event, facts.events | length)) -%}
     {%- endfor -%}
     {%- for reference in facts.references -%}
         {%- do reasons.extend(
@@ -67,7 +68,8 @@
     {%- set other = "audience '" ~ reference.id ~ "'" -%}
     {%- if reference.window_text -%}
         {%- do reasons.append('membership of ' ~ other ~ ' at any time in the '
-            ~ 'last ' ~ reference.window_text ~ ' reads the membership history') -%}
+            ~ 'last ' ~ reference.window_text
+            ~ ' reads the membership history') -%}
         {{ return(reasons) }}
     {%- endif -%}
     {%- set used = audience_evaluation_mode(by_id[reference.id], by_id) -%}
@@ -76,7 +78,8 @@
     {%- elif facts.events -%}
         {%- do reasons.append('membership of ' ~ other ~ ' is combined with '
             ~ 'an event condition') -%}
-    {%- elif reference.negated and _audience_uses_events(reference.id, by_id) -%}
+    {%- elif reference.negated
+        and _audience_uses_events(reference.id, by_id) -%}
         {%- do reasons.append('membership of ' ~ other ~ ' is inside not and '
             ~ other ~ ' has event conditions') -%}
     {%- endif -%}
@@ -114,8 +117,8 @@
     {%- if facts.attributes -%}
         {%- do parts.append('profile attributes') -%}
     {%- endif -%}
-    {{ return(parts | join(' plus ') ~ (' only' if parts == ['profile attributes']
-        else '')) }}
+    {{ return(parts | join(' plus ')
+        ~ (' only' if parts == ['profile attributes'] else '')) }}
 {%- endmacro %}
 
 
@@ -178,7 +181,8 @@
 
 
 {% macro audience_duration_hours(duration) -%}
-    {{ return(duration.get('days', 0) | int * 24 + duration.get('hours', 0) | int) }}
+    {{ return(duration.get('days', 0) | int * 24
+        + duration.get('hours', 0) | int) }}
 {%- endmacro %}
 
 

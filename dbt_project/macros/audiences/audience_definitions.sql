@@ -15,9 +15,10 @@
         {{ return([]) }}
     {%- endif -%}
 
-    {%- set node_id = 'model.' ~ project_name ~ '.int_audience_members_evaluated' -%}
-    {%- set node = graph.nodes.get(node_id) -%}
-    {{ return(((node.config.meta or {}).get('audiences') or []) if node else []) }}
+    {%- set node = graph.nodes.get(
+        'model.' ~ project_name ~ '.int_audience_members_evaluated') -%}
+    {%- set meta = (node.config.meta or {}) if node else {} -%}
+    {{ return(meta.get('audiences') or []) }}
 {%- endmacro %}
 
 
@@ -38,7 +39,8 @@
 {%- endmacro %}
 
 
-{#- The validated definitions keyed by id, for rules that use other audiences. -#}
+{#- The validated definitions keyed by id, for rules that use other
+    audiences. -#}
 {% macro audiences_by_id(audiences) -%}
     {%- set by_id = {} -%}
     {%- for audience in audiences -%}
@@ -53,7 +55,7 @@
 {% macro validate_audience_definitions() -%}
     {%- if execute -%}
         {%- set audiences = audience_definitions() -%}
-        {{ log(audiences | length ~ ' audience definitions valid', info=false) }}
+        {{ log(audiences | length ~ ' audience definitions valid') }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -80,8 +82,8 @@
     history not built yet reads as empty. Unit tests override this macro with
     rows of their own. -#}
 {% macro audience_membership_history() -%}
-    {%- set node_id = 'model.' ~ project_name ~ '.fct_audience_membership_history' -%}
-    {%- set node = graph.nodes.get(node_id) if execute else none -%}
+    {%- set node = graph.nodes.get('model.' ~ project_name
+        ~ '.fct_audience_membership_history') if execute else none -%}
     {%- set relation = adapter.get_relation(
         database=node.database, schema=node.schema, identifier=node.alias)
         if node else none -%}

@@ -95,8 +95,8 @@ order by explained.profile_id, explained.node_number
         {%- set kind = 'all' if 'all' in node else 'any' -%}
         {%- set counted = [] -%}
         {%- for child in node[kind] -%}
-            {%- do counted.append('case when ' ~ audience_node_sql(child, context)
-                ~ ' then 1 else 0 end') -%}
+            {%- do counted.append('case when '
+                ~ audience_node_sql(child, context) ~ ' then 1 else 0 end') -%}
         {%- endfor -%}
         {%- do entry.update({'decided_by': '(' ~ counted | join(' + ')
             ~ ") || ' of " ~ counted | length ~ " held'"}) -%}
@@ -173,9 +173,10 @@ order by explained.profile_id, explained.node_number
         {{ return(_event_text(node.event)) }}
     {%- endif -%}
     {%- set reference = node.audience -%}
-    {{ return('in audience ' ~ reference.id ~ (' now or at any time in the last '
-        ~ audience_duration_text(reference.within_last)
-        if 'within_last' in reference else ' now')) }}
+    {{ return('in audience ' ~ reference.id
+        ~ (' now or at any time in the last '
+            ~ audience_duration_text(reference.within_last)
+            if 'within_last' in reference else ' now')) }}
 {%- endmacro %}
 
 

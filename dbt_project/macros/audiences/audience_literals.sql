@@ -6,7 +6,8 @@
 {#- Why a value cannot be a literal of the type, or '' when it can. -#}
 {% macro audience_literal_problem(data_type, value) -%}
     {%- set is_boolean = value is sameas true or value is sameas false -%}
-    {%- set is_scalar = (value is string or value is number) and not is_boolean -%}
+    {%- set is_scalar = (value is string or value is number)
+        and not is_boolean -%}
     {%- set text = value | string -%}
 
     {%- if value is none -%}
@@ -26,14 +27,16 @@
     {%- elif data_type == 'boolean' -%}
         {%- set problem = '' if is_boolean else "is not a boolean" -%}
     {%- elif data_type == 'date' -%}
-        {%- set problem = '' if modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text)
+        {%- set problem = ''
+            if modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text)
             and audience_instant(text) is not none
             else "is not a date" -%}
     {%- elif data_type == 'timestamptz' -%}
         {%- set problem = '' if audience_instant(text) is not none
             else "is not a date or instant" -%}
     {%- else -%}
-        {%- set problem = 'has type ' ~ data_type ~ ', which audiences cannot compare' -%}
+        {%- set problem = 'has type ' ~ data_type
+            ~ ', which audiences cannot compare' -%}
     {%- endif -%}
     {{ return(problem) }}
 {%- endmacro %}
@@ -45,8 +48,8 @@
     {%- set problem = audience_literal_problem(data_type, value) -%}
     {%- if problem -%}
         {{ exceptions.raise_compiler_error(
-            "audience value '" ~ value ~ "' " ~ problem ~ "; it cannot become a "
-            ~ data_type ~ " literal.") }}
+            "audience value '" ~ value ~ "' " ~ problem
+            ~ "; it cannot become a " ~ data_type ~ " literal.") }}
     {%- endif -%}
 
     {%- if data_type == 'text' -%}
@@ -75,7 +78,8 @@
     {%- endif -%}
 
     {%- set parts = match.groups() -%}
-    {%- set year, month, day = parts[0] | int, parts[1] | int, parts[2] | int -%}
+    {%- set year, month = parts[0] | int, parts[1] | int -%}
+    {%- set day = parts[2] | int -%}
     {%- set hour, minute = (parts[3] or 0) | int, (parts[4] or 0) | int -%}
     {%- set second = (parts[5] or 0) | int -%}
     {%- set microsecond = ((parts[6] or '0') ~ '00000')[:6] | int -%}

@@ -29,7 +29,8 @@
         {%- set sql = '(' ~ parts | join('\n        '
             ~ ('and ' if kind == 'all' else 'or ')) ~ ')' -%}
     {%- elif 'not' in node -%}
-        {%- set sql = '(not ' ~ audience_node_sql(node['not'], context) ~ ')' -%}
+        {%- set sql = '(not '
+            ~ audience_node_sql(node['not'], context) ~ ')' -%}
     {%- elif 'attribute' in node -%}
         {%- set sql = audience_condition_sql(
             'profiles.' ~ adapter.quote(node.attribute),
@@ -61,7 +62,8 @@
         {%- for item in value -%}
             {%- do literals.append(audience_literal(data_type, item)) -%}
         {%- endfor -%}
-        {%- set test = column ~ (' not in (' if operator == 'not_in' else ' in (')
+        {%- set test = column
+            ~ (' not in (' if operator == 'not_in' else ' in (')
             ~ literals | join(', ') ~ ')' -%}
     {%- elif operator == 'between' -%}
         {%- set test = column ~ ' between '
@@ -105,8 +107,10 @@
     {%- set threshold = audience_event_threshold(event) -%}
     {%- set matching = 'select profile_events.profile_id\n'
         ~ '            from profile_events\n            where '
-        ~ audience_event_filters(event, context) | join('\n                and ')
-        ~ '\n            group by profile_events.profile_id\n            having ' -%}
+        ~ audience_event_filters(event, context)
+            | join('\n                and ')
+        ~ '\n            group by profile_events.profile_id'
+        ~ '\n            having ' -%}
     {%- if threshold.holds_without_events -%}
         {{ return('profiles.profile_id not in (\n            ' ~ matching
             ~ 'not (' ~ threshold.test ~ '))') }}
@@ -159,10 +163,12 @@
     and whether a profile without matching events meets it. -#}
 {% macro audience_event_threshold(event) -%}
     {%- set comparisons = audience_comparisons() -%}
-    {%- set kinds = ['count', 'sum', 'min', 'max'] | select('in', event) | list -%}
+    {%- set kinds = ['count', 'sum', 'min', 'max'] | select('in', event)
+        | list -%}
     {%- set kind = kinds[0] if kinds else 'count' -%}
     {%- set threshold = event[kind] if kinds else {'gte': 1} -%}
-    {%- set comparison = comparisons.keys() | select('in', threshold) | first -%}
+    {%- set comparison = comparisons.keys() | select('in', threshold)
+        | first -%}
     {%- set value = threshold[comparison] -%}
 
     {%- if kind == 'count' -%}
@@ -193,12 +199,13 @@
 {#- Membership of another audience: its rule compiled inline (realised now),
     or, with within_last, also any history range overlapping the window. -#}
 {% macro audience_membership_sql(reference, context) -%}
-    {%- set now = audience_node_sql(context.audiences[reference.id].rule, context) -%}
+    {%- set now = audience_node_sql(
+        context.audiences[reference.id].rule, context) -%}
     {%- if 'within_last' not in reference -%}
         {{ return('(' ~ now ~ ')') }}
     {%- endif -%}
-    {{ return('(' ~ now ~ '\n        or ' ~ audience_history_sql(reference, context)
-        ~ ')') }}
+    {{ return('(' ~ now ~ '\n        or '
+        ~ audience_history_sql(reference, context) ~ ')') }}
 {%- endmacro %}
 
 

@@ -38,7 +38,8 @@
 
 
 {% macro _problem(problems, label, place, problem, fix) -%}
-    {%- do problems.append(label ~ ', ' ~ place ~ ': ' ~ problem ~ '; ' ~ fix) -%}
+    {%- do problems.append(
+        label ~ ', ' ~ place ~ ': ' ~ problem ~ '; ' ~ fix) -%}
 {%- endmacro %}
 
 
@@ -88,7 +89,8 @@
     {%- do seen.append(audience_id) -%}
 
     {%- for key in ['name', 'description', 'owner'] -%}
-        {%- if audience.get(key) is not string or audience.get(key) | trim == '' -%}
+        {%- if audience.get(key) is not string
+            or audience.get(key) | trim == '' -%}
             {%- do _problem(problems, label, key, 'is missing',
                 'give it a non-empty text') -%}
         {%- endif -%}
@@ -164,7 +166,8 @@
     {%- else -%}
         {%- do _problem(problems, label, place,
             "attribute '" ~ attribute ~ "' is not a dim_profiles column",
-            'use one of ' ~ vocabulary.attributes.keys() | sort | join(', ')) -%}
+            'use one of '
+            ~ vocabulary.attributes.keys() | sort | join(', ')) -%}
     {%- endif -%}
     {%- do _check_condition(label, place, "attribute '" ~ attribute ~ "'",
         data_type, node, problems) -%}
@@ -172,7 +175,8 @@
 
 
 {#- An operator and its value, on an attribute or an event field. -#}
-{% macro _check_condition(label, place, subject, data_type, holder, problems) -%}
+{% macro _check_condition(
+    label, place, subject, data_type, holder, problems) -%}
     {%- set operators = audience_operators() -%}
     {%- set operator = holder.get('operator') -%}
     {%- if operator is not string or operator not in operators -%}
@@ -204,7 +208,8 @@
                 operator ~ ' takes no value', 'remove value') -%}
         {%- endif -%}
     {%- elif spec.value == 'one' -%}
-        {%- do _check_value(label, place ~ '.value', data_type, value, problems) -%}
+        {%- do _check_value(
+            label, place ~ '.value', data_type, value, problems) -%}
     {%- elif spec.value == 'list' -%}
         {%- if value is string or value is mapping or value is not iterable
             or value | length == 0 -%}
@@ -218,7 +223,8 @@
             {%- endfor -%}
         {%- endif -%}
     {%- elif spec.value == 'range' -%}
-        {%- do _check_range(label, place ~ '.value', data_type, value, problems) -%}
+        {%- do _check_range(
+            label, place ~ '.value', data_type, value, problems) -%}
     {%- else -%}
         {%- do _check_duration(label, place ~ '.value', value, problems) -%}
     {%- endif -%}
@@ -245,7 +251,8 @@
 
 {#- between: {from: low, to: high}, both ends included. -#}
 {% macro _check_range(label, place, data_type, value, problems) -%}
-    {%- if value is not mapping or value.keys() | sort | list != ['from', 'to'] -%}
+    {%- if value is not mapping
+        or value.keys() | sort | list != ['from', 'to'] -%}
         {%- do _problem(problems, label, place, 'between needs from and to',
             'write value: {from: low, to: high}') -%}
         {{ return(none) }}
@@ -253,8 +260,10 @@
     {%- set low, high = value['from'], value['to'] -%}
     {%- if audience_literal_problem(data_type, low)
         or audience_literal_problem(data_type, high) -%}
-        {%- do _check_value(label, place ~ '.from', data_type, low, problems) -%}
-        {%- do _check_value(label, place ~ '.to', data_type, high, problems) -%}
+        {%- do _check_value(
+            label, place ~ '.from', data_type, low, problems) -%}
+        {%- do _check_value(
+            label, place ~ '.to', data_type, high, problems) -%}
     {%- elif data_type in ['date', 'timestamptz']
         and audience_instant(low | string) > audience_instant(high | string)
         or data_type in ['integer', 'numeric']
@@ -360,7 +369,8 @@
     {%- if filters is string or filters is mapping or filters is not iterable
         or filters | length == 0 -%}
         {%- do _problem(problems, label, place, 'is not a list of filters',
-            'write where: [{field: channel, operator: equals, value: store}]') -%}
+            'write where: [{field: channel, operator: equals, '
+            ~ 'value: store}]') -%}
         {{ return(none) }}
     {%- endif -%}
 
@@ -370,7 +380,8 @@
             {%- do _problem(problems, label, filter_place, 'is not a mapping',
                 'write {field: ..., operator: ..., value: ...}') -%}
         {%- else -%}
-            {%- for key in filter if key not in ['field', 'operator', 'value'] -%}
+            {%- for key in filter
+                if key not in ['field', 'operator', 'value'] -%}
                 {%- do _problem(problems, label, filter_place,
                     "key '" ~ key ~ "' is unknown in a filter",
                     'use only field, operator, value') -%}
@@ -389,8 +400,8 @@
                     'use one of ' ~ vocabulary.event_fields.keys() | sort
                     | join(', ')) -%}
             {%- endif -%}
-            {%- do _check_condition(label, filter_place, "field '" ~ field ~ "'",
-                data_type, filter, problems) -%}
+            {%- do _check_condition(label, filter_place,
+                "field '" ~ field ~ "'", data_type, filter, problems) -%}
         {%- endif -%}
     {%- endfor -%}
 {%- endmacro %}
@@ -426,7 +437,8 @@
 
     {%- for key in threshold if key not in allowed -%}
         {%- do _problem(problems, label, threshold_place,
-            "key '" ~ key ~ "' is unknown", 'use only ' ~ allowed | join(', ')) -%}
+            "key '" ~ key ~ "' is unknown",
+            'use only ' ~ allowed | join(', ')) -%}
     {%- endfor -%}
     {%- set used = keys | select('in', threshold) | list -%}
     {%- if used | length != 1 -%}
@@ -502,14 +514,16 @@
 {#- The instant a between window ends: a date means the end of that day. -#}
 {% macro audience_window_end(value) -%}
     {%- set instant = audience_instant(value) -%}
-    {%- if modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', value | string) -%}
+    {%- if modules.re.fullmatch(
+        '[0-9]{4}-[0-9]{2}-[0-9]{2}', value | string) -%}
         {{ return(instant + modules.datetime.timedelta(days=1)) }}
     {%- endif -%}
     {{ return(instant) }}
 {%- endmacro %}
 
 
-{% macro _check_audience_reference(label, reference, place, vocabulary, problems) -%}
+{% macro _check_audience_reference(
+    label, reference, place, vocabulary, problems) -%}
     {%- if reference is not mapping or 'id' not in reference -%}
         {%- do _problem(problems, label, place, 'has no id',
             'write audience: {id: other_audience} or add within_last: '

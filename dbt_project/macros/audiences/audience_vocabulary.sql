@@ -87,7 +87,8 @@
 
 {#- How an event threshold compares its count or aggregate. -#}
 {% macro audience_comparisons() -%}
-    {{ return({'gte': '>=', 'gt': '>', 'lte': '<=', 'lt': '<', 'equals': '='}) }}
+    {{ return({'gte': '>=', 'gt': '>', 'lte': '<=', 'lt': '<',
+        'equals': '='}) }}
 {%- endmacro %}
 
 
@@ -97,7 +98,8 @@
 {%- endmacro %}
 
 
-{#- Streaming audiences may look back at most this many hours (Adobe's rule). -#}
+{#- Streaming audiences may look back at most this many hours (Adobe's
+    rule). -#}
 {% macro audience_streaming_max_hours() -%}
     {{ return(24) }}
 {%- endmacro %}
