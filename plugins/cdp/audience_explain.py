@@ -121,6 +121,11 @@ def render(explanation: AudienceExplanation) -> str:
 
 
 def _render_verdict(audience_id: str, verdict: ProfileVerdict) -> list[str]:
+    if not verdict.nodes:
+        return [
+            f"Profile {verdict.profile_id} ({verdict.anchor})",
+            "  not in marts.dim_profiles, so in no audience; rebuild if it is new",
+        ]
     lines = [
         f"Profile {verdict.profile_id} ({verdict.anchor})",
         f"  evaluated at {verdict.nodes[0]['evaluated_at']:%Y-%m-%d %H:%M:%S%z}",

@@ -117,9 +117,20 @@ def _add_audience_commands(commands) -> None:
     )
     explain.add_argument("--namespace", default=None, help="search this namespace only")
     explain.add_argument(
-        "--at", default=None, help="evaluate as of this ISO 8601 instant (default now)"
-    )
+        "--at", type=_instant, default=None,
+        help="evaluate as of this ISO 8601 instant, e.g. 2026-11-30T00:00:00Z (default now)",
+    )  # fmt: skip
     explain.set_defaults(handler=_audiences_explain)
+
+
+def _instant(text: str) -> str:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 instant like 2026-11-30T00:00:00Z"
+        ) from None
+    return text
 
 
 def _date(text: str) -> datetime:
