@@ -4,7 +4,7 @@ Builds generated extracts, then lands a clickstream file of fresh events for kno
 customers. The streaming evaluation must attribute those events to the customers'
 profiles through the existing graph, record entries in the membership history at its
 own instant, evaluate nothing twice, and agree with what a full build then finds for
-the same profiles.
+the same profiles, for every audience classified streaming.
 """
 
 from __future__ import annotations
@@ -44,15 +44,28 @@ def test_new_events_move_streaming_memberships_and_a_build_agrees(warehouse_env,
         "select max(evaluated_at) from marts.fct_audience_evaluations"
         " where evaluation_kind = 'streaming'"
     )[0][0]
-    streamed = memberships_at(streamed_at, customers)
-    assert streamed, "the fresh events put nobody in any audience"
+    streaming_audiences = {
+        audience_id
+        for (audience_id,) in query(
+            "select audience_id from marts.dim_audiences where evaluation_mode = 'streaming'"
+        )
+    }
+    streamed = memberships_at(streamed_at, customers, streaming_audiences)
+    assert {"hot_shoppers_today"} <= {audience for audience, _ in streamed}, (
+        "three product views in the last hour did not make anyone a hot shopper"
+    )
+    evaluated = query(
+        "select distinct audience_id from marts.fct_audience_evaluations where evaluated_at = %s",
+        (streamed_at,),
+    )
+    assert {audience_id for (audience_id,) in evaluated} == streaming_audiences
 
     transform.run_dbt("build")
     built_at = query(
         "select max(evaluated_at) from marts.fct_audience_evaluations"
         " where evaluation_kind = 'build'"
     )[0][0]
-    assert memberships_at(built_at, customers) == streamed
+    assert memberships_at(built_at, customers, streaming_audiences) == streamed
 
 
 def land_and_promote(landing_dir: Path) -> None:
@@ -85,7 +98,9 @@ def write_fresh_clickstream(path: Path, customer_ids: list[str]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def memberships_at(instant: datetime, customer_ids: list[str]) -> set[tuple[str, str]]:
+def memberships_at(
+    instant: datetime, customer_ids: list[str], audience_ids: set[str]
+) -> set[tuple[str, str]]:
     """(audience, customer) pairs in the history at an instant, for these customers."""
     rows = query(
         """
@@ -94,9 +109,10 @@ def memberships_at(instant: datetime, customer_ids: list[str]) -> set[tuple[str,
         inner join marts.dim_profiles as profiles
             on profiles.profile_id = history.profile_id
         where profiles.customer_id = any(%s)
+            and history.audience_id = any(%s)
             and history.valid_from <= %s
             and (history.valid_to is null or history.valid_to > %s)
         """,
-        (customer_ids, instant, instant),
+        (customer_ids, list(audience_ids), instant, instant),
     )
     return set(rows)

@@ -6,6 +6,8 @@ cdp demo       generate (first time only), run, and print the summary
 cdp summary    print what the warehouse holds now
 cdp explain    why an identity (or profile id) belongs to its profile
 cdp backfill   evaluate audiences as of each day of a range, through the audience DAG
+cdp audiences list|check|explain   audience definitions, how each is evaluated, and why
+                                   a profile is in or out
 cdp airflow    Airflow standalone with these DAGs, UI on localhost
 cdp warehouse  start/stop the embedded Postgres or print its dbt environment
 cdp destinations check   validate the destination files
@@ -92,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "--audience", action="append", default=[], help="an audience id (repeat); default all"
     )
     backfill.set_defaults(handler=_backfill)
+    _add_audience_commands(commands)
 
     warehouse = commands.add_parser("warehouse", help="the embedded Postgres")
     warehouse.add_argument("action", choices=("start", "stop", "env"))
@@ -105,6 +108,39 @@ def _parser() -> argparse.ArgumentParser:
     suites.add_argument("action", choices=("write", "check"))
     suites.set_defaults(handler=_suites)
     return parser
+
+
+def _add_audience_commands(commands) -> None:
+    audiences = commands.add_parser("audiences", help="audience definitions")
+    actions = audiences.add_subparsers(required=True, metavar="action")
+
+    listing = actions.add_parser("list", help="each audience, its mode (streaming/batch), why")
+    listing.set_defaults(handler=_audiences_list)
+
+    check = actions.add_parser("check", help="validate the definitions through dbt")
+    check.set_defaults(handler=_audiences_check)
+
+    explain = actions.add_parser("explain", help="why a profile is in an audience or not")
+    explain.add_argument("audience_id", help="the audience's id")
+    explain.add_argument(
+        "value", help="an identity value as typed (email, phone, id) or a profile id"
+    )
+    explain.add_argument("--namespace", default=None, help="search this namespace only")
+    explain.add_argument(
+        "--at", type=_instant, default=None,
+        help="evaluate as of this ISO 8601 instant, e.g. 2026-11-30T00:00:00Z (default now)",
+    )  # fmt: skip
+    explain.set_defaults(handler=_audiences_explain)
+
+
+def _instant(text: str) -> str:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 instant like 2026-11-30T00:00:00Z"
+        ) from None
+    return text
 
 
 def _date(text: str) -> datetime:
@@ -272,6 +308,38 @@ def _explain(arguments) -> int:
         print(explain.render_not_found(explanation), file=sys.stderr)
         return 1
     print(explain.render(explanation))
+    return 0
+
+
+def _audiences_list(arguments) -> int:
+    from cdp import audiences
+
+    print(audiences.render_list(audiences.catalog()))
+    return 0
+
+
+def _audiences_check(arguments) -> int:
+    from cdp import audiences
+
+    try:
+        listed = audiences.catalog()
+    except audiences.AudienceDefinitionError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(audiences.render_check(listed))
+    return 0
+
+
+def _audiences_explain(arguments) -> int:
+    from cdp import audience_explain
+
+    explanation = audience_explain.explain_audience(
+        arguments.audience_id, arguments.value, arguments.namespace, arguments.at
+    )
+    if not explanation.found:
+        print(audience_explain.render_not_found(explanation), file=sys.stderr)
+        return 1
+    print(audience_explain.render(explanation))
     return 0
 
 

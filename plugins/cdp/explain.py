@@ -169,14 +169,9 @@ def _default_phone_country_code() -> str:
 def explain(typed: str, namespace: str | None = None) -> Explanation:
     """Look the value up in the identity models and gather what explains its profile."""
     with warehouse.connect() as conn, conn.cursor() as cursor:
-        _require(cursor, PROFILE_IDENTITIES)
-        keys = search_keys(typed, _namespaces(cursor), namespace)
+        keys, profile_ids = _find_profiles(cursor, typed, namespace)
         explanation = Explanation(typed=typed, searched=keys)
-
-        profile_ids = _profiles_holding(cursor, keys)
-        if namespace is None and _PROFILE_ID.match(typed.strip().lower()):
-            profile_ids += _existing_profile(cursor, typed.strip().lower())
-        for profile_id in dict.fromkeys(profile_ids):
+        for profile_id in profile_ids:
             explanation.profiles.append(_profile(cursor, profile_id, keys))
         explanation.never_links = _never_links(cursor, keys)
         if not explanation.profiles:
@@ -187,6 +182,33 @@ def explain(typed: str, namespace: str | None = None) -> Explanation:
         len(keys), len(explanation.profiles),
     )  # fmt: skip
     return explanation
+
+
+def find_profiles(typed: str, namespace: str | None = None) -> tuple[list[SearchKey], list[str]]:
+    """The stored forms searched for a typed value and the profiles holding any of them.
+
+    A profile id typed as is also finds its profile; `cdp audiences explain` resolves
+    its VALUE the same way.
+    """
+    with warehouse.connect() as conn, conn.cursor() as cursor:
+        return _find_profiles(cursor, typed, namespace)
+
+
+def profile_anchors(profile_ids: list[str]) -> dict[str, str]:
+    """How an operator recognises each profile: its anchor identity."""
+    with warehouse.connect() as conn, conn.cursor() as cursor:
+        return _anchors(cursor, set(profile_ids))
+
+
+def _find_profiles(
+    cursor: psycopg2.extensions.cursor, typed: str, namespace: str | None
+) -> tuple[list[SearchKey], list[str]]:
+    _require(cursor, PROFILE_IDENTITIES)
+    keys = search_keys(typed, _namespaces(cursor), namespace)
+    profile_ids = _profiles_holding(cursor, keys)
+    if namespace is None and _PROFILE_ID.match(typed.strip().lower()):
+        profile_ids += _existing_profile(cursor, typed.strip().lower())
+    return keys, list(dict.fromkeys(profile_ids))
 
 
 def _require(cursor: psycopg2.extensions.cursor, relation: str) -> None:

@@ -26,7 +26,8 @@ def collect() -> dict:
                 group by 1 order by 1
             """),
             "audiences": _rows(cursor, """
-                select audience_id, realised_member_count from marts.dim_audiences order by 1
+                select audience_id, evaluation_mode, realised_member_count
+                from marts.dim_audiences order by 1
             """),
             "activations": _rows(cursor, """
                 select destination, audience_id,
@@ -71,8 +72,8 @@ def render(facts: dict) -> str:
         + ", ".join(f"{namespace} {count}" for namespace, count in facts["identities"])
     )
 
-    lines += ["", "Audience sizes"]
-    lines += [f"  {audience:<28} {size:>7}" for audience, size in facts["audiences"]]
+    lines += ["", "Audience sizes (members now, evaluation mode; `cdp audiences list` says why)"]
+    lines += [f"  {audience:<30} {size:>7}  {mode}" for audience, mode, size in facts["audiences"]]
 
     lines += ["", "Activations (destination, audience: runs, added, removed, last exclusions)"]
     for destination, audience, added, removed, runs, excluded in facts["activations"]:

@@ -14,6 +14,10 @@ class DbtRunFailed(RuntimeError):
     """dbt finished with errors; the message lists the failing nodes."""
 
 
+class DbtCompileFailed(RuntimeError):
+    """dbt could not compile a snippet; the message is dbt's, e.g. a compiler error."""
+
+
 def dbt_environment() -> dict[str, str]:
     """What profiles.yml reads, plus switches that keep dbt off the network."""
     return {**warehouse.address().dbt_env(), **settings.TELEMETRY_OFF}
@@ -62,3 +66,39 @@ def _node_results(result: object) -> list[dict]:
             }
         )
     return rows
+
+
+def compile_inline(sql: str, dbt_vars: dict | None = None) -> str:
+    """Compile a Jinja/SQL snippet with the project's macros and refs; return the SQL.
+
+    The same compiler as `dbt build`, so a question about the build (is this definition
+    valid? how is this audience evaluated?) gets the build's answer. The snippet
+    compiles into a target folder of its own so that it never rewrites the manifest a
+    running build reads; dbt's console output is silenced, its log file still written.
+    """
+    from dbt.cli.main import dbtRunner
+
+    os.environ.update(dbt_environment())
+    command = [
+        "compile",
+        "--inline",
+        sql,
+        "--log-level",
+        "none",
+        "--project-dir",
+        str(settings.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(settings.DBT_PROJECT_DIR),
+        "--target-path",
+        str(settings.state_dir() / "dbt-inline-target"),
+    ]
+    if dbt_vars:
+        import json
+
+        command += ["--vars", json.dumps(dbt_vars)]
+
+    log.info("compiling an inline snippet of %d characters", len(sql))
+    outcome = dbtRunner().invoke(command)
+    if not outcome.success:
+        raise DbtCompileFailed(str(outcome.exception or "dbt compile --inline failed"))
+    return outcome.result.results[0].node.compiled_code

@@ -2,57 +2,61 @@
     `config.meta.audiences` of int_audience_members_evaluated
     (models/intermediate/audiences/audiences.yml); see docs/audiences.md. -#}
 
+{#- Where definitions are read from: every error message names it. -#}
+{% macro audience_definitions_file() -%}
+    {{ return('models/intermediate/audiences/audiences.yml') }}
+{%- endmacro %}
+
+
+{#- The definitions as written, unchecked. Unit tests override this macro to
+    give the audiences under test. -#}
 {% macro declared_audiences() -%}
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
 
-    {%- set node_id = 'model.' ~ project_name ~ '.int_audience_members_evaluated' -%}
-    {%- set node = graph.nodes.get(node_id) -%}
-    {%- set audiences = ((node.config.meta or {}).get('audiences') or [])
-        if node else [] -%}
+    {%- set node = graph.nodes.get(
+        'model.' ~ project_name ~ '.int_audience_members_evaluated') -%}
+    {%- set meta = (node.config.meta or {}) if node else {} -%}
+    {{ return(meta.get('audiences') or []) }}
+{%- endmacro %}
 
-    {%- set seen = [] -%}
-    {%- for audience in audiences -%}
-        {%- do _check_audience(audience, seen) -%}
-        {%- do seen.append(audience.id) -%}
-    {%- endfor -%}
+
+{#- The definitions after validation: every problem of every audience is
+    reported in one compiler error, before any SQL is generated. -#}
+{% macro audience_definitions() -%}
+    {%- set audiences = declared_audiences() -%}
+    {%- set problems = audience_problems(audiences) -%}
+    {%- if problems -%}
+        {{ exceptions.raise_compiler_error(
+            audience_definitions_file() ~ ': ' ~ problems | length
+            ~ (' problem' if problems | length == 1 else ' problems')
+            ~ ' in the audience definitions; nothing was run.\n  - '
+            ~ problems | join('\n  - ')
+        ) }}
+    {%- endif -%}
     {{ return(audiences) }}
 {%- endmacro %}
 
 
-{% macro _check_audience(audience, seen) -%}
-    {%- if audience is not mapping -%}
-        {{ audience_error('?', 'each audience must be a mapping with id, name, '
-            ~ 'description, owner and rule') }}
-    {%- endif -%}
-    {%- set audience_id = audience.get('id') | string -%}
-    {%- if not modules.re.fullmatch('[a-z][a-z0-9_]{0,62}', audience_id) -%}
-        {{ audience_error(audience_id, 'id must be lower_snake_case, starting '
-            ~ 'with a letter, at most 63 characters') }}
-    {%- endif -%}
-    {%- if audience_id in seen -%}
-        {{ audience_error(audience_id, 'id is used by two audiences; give '
-            ~ 'each audience its own id') }}
-    {%- endif -%}
-    {%- for key in ['name', 'description', 'owner'] -%}
-        {%- if audience.get(key) is not string or audience.get(key) | trim == '' -%}
-            {{ audience_error(audience_id, key ~ ' is missing; give it a '
-                ~ 'non-empty text') }}
-        {%- endif -%}
+{#- The validated definitions keyed by id, for rules that use other
+    audiences. -#}
+{% macro audiences_by_id(audiences) -%}
+    {%- set by_id = {} -%}
+    {%- for audience in audiences -%}
+        {%- do by_id.update({audience.id: audience}) -%}
     {%- endfor -%}
-    {%- if audience.get('rule') is not mapping -%}
-        {{ audience_error(audience_id, 'rule is missing; give it one of all, '
-            ~ 'any, not, attribute or event') }}
-    {%- endif -%}
+    {{ return(by_id) }}
 {%- endmacro %}
 
 
-{% macro audience_error(audience_id, problem) -%}
-    {{ exceptions.raise_compiler_error(
-        "audience '" ~ audience_id ~ "' in models/intermediate/audiences/"
-        ~ "audiences.yml: " ~ problem ~ "."
-    ) }}
+{#- An on-run-start hook (dbt_project.yml): a bad definition stops every dbt
+    command before any model, seed or test runs. -#}
+{% macro validate_audience_definitions() -%}
+    {%- if execute -%}
+        {%- set audiences = audience_definitions() -%}
+        {{ log(audiences | length ~ ' audience definitions valid') }}
+    {%- endif -%}
 {%- endmacro %}
 
 
@@ -63,14 +67,32 @@
     {%- set value = var('evaluation_time', '') | string | trim -%}
     {%- if value == '' or value == 'None' -%}
         timestamptz '{{ run_started_at.isoformat() }}'
-    {%- elif modules.re.fullmatch(
-        '[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?'
-        ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)?', value) -%}
-        timestamptz '{{ value }}'
+    {%- elif audience_instant(value) is not none -%}
+        timestamptz '{{ audience_instant(value).isoformat() }}'
     {%- else -%}
         {{ exceptions.raise_compiler_error(
             "var evaluation_time is '" ~ value ~ "'; give an ISO 8601 instant "
             ~ "such as 2024-05-01T00:00:00Z, or leave it empty for now."
         ) }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- Membership history, read through a relation lookup rather than ref(): the
+    history is built from the evaluated members, so a ref would be a cycle. A
+    history not built yet reads as empty. Unit tests override this macro with
+    rows of their own. -#}
+{% macro audience_membership_history() -%}
+    {%- set node = graph.nodes.get('model.' ~ project_name
+        ~ '.fct_audience_membership_history') if execute else none -%}
+    {%- set relation = adapter.get_relation(
+        database=node.database, schema=node.schema, identifier=node.alias)
+        if node else none -%}
+    {%- if relation is not none -%}
+        {{ return(relation | string) }}
+    {%- endif -%}
+    {{ return('(select cast(null as text) as audience_id, '
+        ~ 'cast(null as text) as profile_id, '
+        ~ 'cast(null as timestamptz) as valid_from, '
+        ~ 'cast(null as timestamptz) as valid_to where false)') }}
 {%- endmacro %}

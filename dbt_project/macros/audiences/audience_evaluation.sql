@@ -2,10 +2,16 @@
     evaluate on purpose: the daily build evaluates all of them now; a backfill
     evaluates some of them as of past instants. -#}
 
-{#- The declared audiences, or those var audience_ids lists (a list or a
-    comma-separated text); an unknown id stops the build, naming it. -#}
+{#- The validated audiences, or those var audience_ids lists (a list or a
+    comma-separated text); an unknown id stops the build, naming it. A
+    streaming evaluation takes only the audiences classified streaming. -#}
 {% macro audiences_to_evaluate() -%}
-    {%- set audiences = declared_audiences() -%}
+    {%- set audiences = audience_definitions() -%}
+    {%- if streaming_batch_ids() -%}
+        {%- set streaming_ids = streaming_audience_ids() -%}
+        {%- set audiences = audiences | selectattr('id', 'in', streaming_ids)
+            | list -%}
+    {%- endif -%}
     {%- set wanted = var('audience_ids', []) -%}
     {%- if wanted is string -%}
         {%- set wanted = wanted.split(',') | map('trim') | reject('equalto', '')

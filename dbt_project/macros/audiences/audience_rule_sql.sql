@@ -1,208 +1,225 @@
-{#- Compiles an audience rule tree to a boolean SQL expression over the
-    `profiles` (dim_profiles) and `profile_events` (fct_profile_events) CTEs.
-    Every value becomes a literal of its column's type, checked here, so a
-    definition can never inject SQL. -#}
+{#- Compiles a validated audience rule tree to a boolean SQL expression over
+    the `profiles` (dim_profiles) and `profile_events` (fct_profile_events)
+    CTEs of the calling model. Identifiers come from the vocabulary, values
+    through audience_literal; callers validate first (audience_definitions). -#}
 
-{#- The attribute operators an audience may use, with their SQL. -#}
-{% macro audience_attribute_operators() -%}
+{#- What compiling needs, gathered once per model. -#}
+{% macro audience_compile_context(audiences) -%}
     {{ return({
-        'equals': '=', 'not_equals': '<>', 'gt': '>', 'gte': '>=', 'lt': '<',
-        'lte': '<=', 'in': 'in', 'is_null': 'is null',
-        'not_null': 'is not null',
+        'attributes': audience_attribute_types(),
+        'event_fields': audience_event_field_types(),
+        'audiences': audiences_by_id(audiences),
+        'evaluated_at': audience_evaluation_time() | trim,
     }) }}
 {%- endmacro %}
 
 
-{#- The type of every dim_profiles column an audience may test: the fixed
-    profile columns plus every declared profile attribute. -#}
-{% macro audience_attribute_types() -%}
-    {%- set types = {
-        'profile_id': 'text', 'anchor_namespace': 'text',
-        'is_anonymous': 'boolean', 'customer_id': 'text', 'loyalty_id': 'text',
-        'email': 'text', 'email_sha256': 'text', 'phone_e164': 'text',
-        'identity_count': 'integer', 'email_count': 'integer',
-        'phone_count': 'integer', 'device_count': 'integer',
-        'first_seen_at': 'timestamptz', 'last_seen_at': 'timestamptz',
-    } -%}
-    {%- for attribute in profile_attribute_columns(
-        declared_datasets(kind='record')) -%}
-        {%- do types.update({attribute.name: attribute.data_type}) -%}
-    {%- endfor -%}
-    {{ return(types) }}
+{% macro audience_rule_sql(audience, context) -%}
+    {{ return(audience_node_sql(audience.rule, context)) }}
 {%- endmacro %}
 
 
-{% macro audience_rule_sql(audience) -%}
-    {{ _rule_sql(audience.id, audience.rule, audience_attribute_types()) }}
-{%- endmacro %}
-
-
-{% macro _rule_sql(audience_id, rule, types) -%}
-    {%- if rule is not mapping -%}
-        {{ audience_error(audience_id, 'a rule node is ' ~ rule
-            ~ '; write a mapping with all, any, not, attribute or event') }}
-    {%- elif 'all' in rule or 'any' in rule -%}
-        {%- set combinator = 'all' if 'all' in rule else 'any' -%}
-        {%- set children = rule[combinator] -%}
-        {%- if children is string or children is mapping
-            or children is not iterable or children | length == 0 -%}
-            {{ audience_error(audience_id, combinator
-                ~ ' needs a non-empty list of rules') }}
-        {%- endif -%}
+{% macro audience_node_sql(node, context) -%}
+    {%- if 'all' in node or 'any' in node -%}
+        {%- set kind = 'all' if 'all' in node else 'any' -%}
         {%- set parts = [] -%}
-        {%- for child in children -%}
-            {%- do parts.append(_rule_sql(audience_id, child, types)) -%}
+        {%- for child in node[kind] -%}
+            {%- do parts.append(audience_node_sql(child, context)) -%}
         {%- endfor -%}
-        ({{ parts | join(' and ' if combinator == 'all' else ' or ') }})
-    {%- elif 'not' in rule -%}
-        (not {{ _rule_sql(audience_id, rule['not'], types) }})
-    {%- elif 'attribute' in rule -%}
-        {{ _attribute_sql(audience_id, rule, types) }}
-    {%- elif 'event' in rule -%}
-        {{ _event_sql(audience_id, rule['event']) }}
+        {%- set sql = '(' ~ parts | join('\n        '
+            ~ ('and ' if kind == 'all' else 'or ')) ~ ')' -%}
+    {%- elif 'not' in node -%}
+        {%- set sql = '(not '
+            ~ audience_node_sql(node['not'], context) ~ ')' -%}
+    {%- elif 'attribute' in node -%}
+        {%- set sql = audience_condition_sql(
+            'profiles.' ~ adapter.quote(node.attribute),
+            context.attributes[node.attribute], node, context) -%}
+    {%- elif 'event' in node -%}
+        {%- set sql = audience_event_sql(node.event, context) -%}
     {%- else -%}
-        {{ audience_error(audience_id, 'a rule node has keys '
-            ~ rule.keys() | list ~ '; use one of all, any, not, attribute, '
-            ~ 'event') }}
+        {%- set sql = audience_membership_sql(node.audience, context) -%}
     {%- endif -%}
+    {{ return(sql) }}
 {%- endmacro %}
 
 
-{#- Attribute conditions are null-safe: a missing value never qualifies, and
-    `not` of it does, as a marketer would read it. -#}
-{% macro _attribute_sql(audience_id, rule, types) -%}
-    {%- set attribute_operators = audience_attribute_operators() -%}
-    {%- set attribute = rule.get('attribute') | string -%}
-    {%- set operator = rule.get('operator') | string -%}
-    {%- if attribute not in types -%}
-        {{ audience_error(audience_id, "attribute '" ~ attribute
-            ~ "' is not a dim_profiles column; use one of "
-            ~ types.keys() | sort | join(', ')) }}
-    {%- endif -%}
-    {%- if operator not in attribute_operators -%}
-        {{ audience_error(audience_id, "operator '" ~ operator
-            ~ "' on attribute '" ~ attribute ~ "' is unknown; use one of "
-            ~ attribute_operators.keys() | join(', ')) }}
-    {%- endif -%}
+{#- One operator on one column, null-safe: a missing value never satisfies a
+    condition (so `not` of it does), as a marketer would read it. -#}
+{% macro audience_condition_sql(column, data_type, condition, context) -%}
+    {%- set operator = condition.operator -%}
+    {%- set value = condition.get('value') -%}
+    {%- set comparisons = {'equals': '=', 'not_equals': '<>', 'gt': '>',
+        'gte': '>=', 'lt': '<', 'lte': '<='} -%}
 
-    {%- set column = 'profiles.' ~ adapter.quote(attribute) -%}
-    {%- set where = "attribute '" ~ attribute ~ "'" -%}
     {%- if operator in ['is_null', 'not_null'] -%}
-        ({{ column }} {{ attribute_operators[operator] }})
-    {%- elif operator == 'in' -%}
-        {%- set values = rule.get('value') -%}
-        {%- if values is string or values is mapping or values is not iterable
-            or values | length == 0 -%}
-            {{ audience_error(audience_id, "operator 'in' on " ~ where
-                ~ ' needs value: a non-empty list') }}
-        {%- endif -%}
+        {{ return('(' ~ column ~ (' is null)' if operator == 'is_null'
+            else ' is not null)')) }}
+    {%- endif -%}
+
+    {%- if operator in ['in', 'not_in'] -%}
         {%- set literals = [] -%}
-        {%- for value in values -%}
-            {%- do literals.append(audience_literal(
-                audience_id, types[attribute], value, where)) -%}
+        {%- for item in value -%}
+            {%- do literals.append(audience_literal(data_type, item)) -%}
         {%- endfor -%}
-        coalesce({{ column }} in ({{ literals | join(', ') }}), false)
+        {%- set test = column
+            ~ (' not in (' if operator == 'not_in' else ' in (')
+            ~ literals | join(', ') ~ ')' -%}
+    {%- elif operator == 'between' -%}
+        {%- set test = column ~ ' between '
+            ~ audience_literal(data_type, value['from']) ~ ' and '
+            ~ audience_literal(data_type, value['to']) -%}
+    {%- elif operator == 'contains' -%}
+        {%- set test = 'strpos(' ~ column ~ ', '
+            ~ audience_literal('text', value) ~ ') > 0' -%}
+    {%- elif operator == 'starts_with' -%}
+        {%- set test = 'starts_with(' ~ column ~ ', '
+            ~ audience_literal('text', value) ~ ')' -%}
+    {%- elif operator in ['within_last', 'more_than_ago'] -%}
+        {#- A date counts from midnight UTC. -#}
+        {%- set moment = column if data_type == 'timestamptz'
+            else '(cast(' ~ column ~ " as timestamp) at time zone 'UTC')" -%}
+        {%- set start = '(' ~ context.evaluated_at ~ ' - '
+            ~ audience_interval_sql(value) ~ ')' -%}
+        {%- set test = moment ~ ' > ' ~ start ~ ' and ' ~ moment ~ ' <= '
+            ~ context.evaluated_at if operator == 'within_last'
+            else moment ~ ' <= ' ~ start -%}
     {%- else -%}
-        coalesce({{ column }} {{ attribute_operators[operator] }}
-            {{ audience_literal(audience_id, types[attribute],
-                rule.get('value'), where) }}, false)
+        {%- set test = column ~ ' ' ~ comparisons[operator] ~ ' '
+            ~ audience_literal(data_type, value) -%}
     {%- endif -%}
+    {{ return('coalesce(' ~ test ~ ', false)') }}
 {%- endmacro %}
 
 
-{#- Profiles with at least min_count matching events (and, if set, at least
-    min_revenue of revenue_amount) in the window that ends at the evaluation
-    time; events after it are never seen, so backfills stay honest. -#}
-{% macro _event_sql(audience_id, event) -%}
-    {%- set event_keys = [
-        'event_type', 'dataset', 'min_count', 'min_revenue', 'within_days',
+{#- {days: N} or {hours: N} as an interval. -#}
+{% macro audience_interval_sql(duration) -%}
+    {%- set unit = (duration.keys() | list)[0] -%}
+    {{ return('make_interval(' ~ unit ~ ' => ' ~ duration[unit] | int ~ ')') }}
+{%- endmacro %}
+
+
+{#- Profiles whose matching events, up to the evaluation time, meet the
+    threshold. Events after the evaluation time are never seen, so backfills
+    stay honest. A threshold that no events at all would meet (count lt 2,
+    sum lte 50) keeps the profiles with no matching event too. -#}
+{% macro audience_event_sql(event, context) -%}
+    {%- set threshold = audience_event_threshold(event) -%}
+    {%- set matching = 'select profile_events.profile_id\n'
+        ~ '            from profile_events\n            where '
+        ~ audience_event_filters(event, context)
+            | join('\n                and ')
+        ~ '\n            group by profile_events.profile_id'
+        ~ '\n            having ' -%}
+    {%- if threshold.holds_without_events -%}
+        {{ return('profiles.profile_id not in (\n            ' ~ matching
+            ~ 'not (' ~ threshold.test ~ '))') }}
+    {%- endif -%}
+    {{ return('profiles.profile_id in (\n            ' ~ matching
+        ~ 'coalesce(' ~ threshold.test ~ ', false))') }}
+{%- endmacro %}
+
+
+{#- The where-conditions that pick an event condition's events. -#}
+{% macro audience_event_filters(event, context) -%}
+    {%- set filters = [
+        'profile_events.profile_id is not null',
+        'profile_events.occurred_at <= ' ~ context.evaluated_at,
     ] -%}
-    {%- if event is not mapping or 'event_type' not in event -%}
-        {{ audience_error(audience_id, 'an event condition needs at least '
-            ~ 'event_type') }}
+    {%- if 'within_last' in event -%}
+        {%- do filters.append('profile_events.occurred_at > '
+            ~ context.evaluated_at ~ ' - '
+            ~ audience_interval_sql(event.within_last)) -%}
+    {%- elif 'between' in event -%}
+        {%- do filters.append("profile_events.occurred_at >= timestamptz '"
+            ~ audience_instant(event.between['from']).isoformat() ~ "'") -%}
+        {%- do filters.append("profile_events.occurred_at < timestamptz '"
+            ~ audience_window_end(event.between['to']).isoformat() ~ "'") -%}
     {%- endif -%}
-    {%- for key in event if key not in event_keys -%}
-        {{ audience_error(audience_id, "event condition key '" ~ key
-            ~ "' is unknown; use " ~ event_keys | join(', ')) }}
+    {%- if 'event_type' in event -%}
+        {%- set event_types = [event.event_type] if event.event_type is string
+            else event.event_type -%}
+        {%- set literals = [] -%}
+        {%- for event_type in event_types -%}
+            {%- do literals.append(audience_literal('text', event_type)) -%}
+        {%- endfor -%}
+        {%- do filters.append('profile_events.event_type in ('
+            ~ literals | join(', ') ~ ')') -%}
+    {%- endif -%}
+    {%- if 'dataset' in event -%}
+        {%- do filters.append('profile_events.dataset = '
+            ~ audience_literal('text', event.dataset)) -%}
+    {%- endif -%}
+    {%- for filter in event.get('where', []) -%}
+        {%- do filters.append(audience_condition_sql(
+            'profile_events.' ~ adapter.quote(filter.field),
+            context.event_fields[filter.field], filter, context)) -%}
     {%- endfor -%}
-
-    {%- set event_types = [event.event_type] if event.event_type is string
-        else event.event_type -%}
-    {%- if event_types is mapping or event_types is not iterable
-        or event_types | length == 0 -%}
-        {{ audience_error(audience_id, 'event_type must be a text or a '
-            ~ 'non-empty list of texts') }}
-    {%- endif -%}
-    {%- set type_literals = [] -%}
-    {%- for event_type in event_types -%}
-        {%- do type_literals.append(audience_literal(
-            audience_id, 'text', event_type, 'event_type')) -%}
-    {%- endfor -%}
-    {%- set min_count = audience_literal(
-        audience_id, 'integer', event.get('min_count', 1), 'min_count')
-        | trim -%}
-    {%- if min_count | int < 1 -%}
-        {{ audience_error(audience_id, 'min_count must be 1 or more; to '
-            ~ 'require no such event wrap the condition in not') }}
-    {%- endif -%}
-    {%- set evaluated_at = audience_evaluation_time() -%}
-
-    profiles.profile_id in (
-        select profile_events.profile_id
-        from profile_events
-        where profile_events.profile_id is not null
-            and profile_events.event_type in ({{ type_literals | join(', ') }})
-        {%- if event.get('dataset') is not none %}
-            and profile_events.dataset = {{ audience_literal(
-                audience_id, 'text', event.dataset, 'dataset') }}
-        {%- endif %}
-            and profile_events.occurred_at <= {{ evaluated_at }}
-        {%- if event.get('within_days') is not none %}
-            and profile_events.occurred_at > {{ evaluated_at }}
-                - make_interval(days => {{ audience_literal(
-                    audience_id, 'integer', event.within_days, 'within_days')
-                }})
-        {%- endif %}
-        group by profile_events.profile_id
-        having count(*) >= {{ min_count }}
-        {%- if event.get('min_revenue') is not none %}
-            and coalesce(sum(profile_events.revenue_amount), 0)
-                >= {{ audience_literal(
-                    audience_id, 'numeric', event.min_revenue, 'min_revenue') }}
-        {%- endif %}
-    )
+    {{ return(filters) }}
 {%- endmacro %}
 
 
-{#- A SQL literal of the declared type, or a compiler error naming the
-    audience, the place and the fix. Text is quoted with quotes doubled;
-    numbers, booleans, dates and instants must match their shape exactly. -#}
-{% macro audience_literal(audience_id, data_type, value, where) -%}
-    {%- set text = value | string -%}
-    {%- set is_boolean = value is sameas true or value is sameas false -%}
+{#- The threshold of an event condition: what it aggregates, the SQL test,
+    and whether a profile without matching events meets it. -#}
+{% macro audience_event_threshold(event) -%}
+    {%- set comparisons = audience_comparisons() -%}
+    {%- set kinds = ['count', 'sum', 'min', 'max'] | select('in', event)
+        | list -%}
+    {%- set kind = kinds[0] if kinds else 'count' -%}
+    {%- set threshold = event[kind] if kinds else {'gte': 1} -%}
+    {%- set comparison = comparisons.keys() | select('in', threshold)
+        | first -%}
+    {%- set value = threshold[comparison] -%}
 
-    {%- if data_type == 'text' and (value is string or value is number)
-        and not is_boolean -%}
-        '{{ text | replace("'", "''") }}'
-    {%- elif data_type == 'integer' and not is_boolean
-        and modules.re.fullmatch('-?[0-9]{1,18}', text) -%}
-        {{ text }}
-    {%- elif data_type == 'numeric' and not is_boolean
-        and modules.re.fullmatch('-?[0-9]{1,30}(\.[0-9]{1,30})?', text) -%}
-        {{ text }}
-    {%- elif data_type == 'boolean' and is_boolean -%}
-        {{ 'true' if value else 'false' }}
-    {%- elif data_type == 'date'
-        and modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', text) -%}
-        date '{{ text }}'
-    {%- elif data_type == 'timestamptz' and modules.re.fullmatch(
-        '[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}'
-        ~ '(\.[0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?', text) -%}
-        timestamptz '{{ text }}'
+    {%- if kind == 'count' -%}
+        {%- set aggregate = 'count(*)' -%}
+        {%- set literal = audience_literal('integer', value) -%}
     {%- else -%}
-        {{ audience_error(audience_id, where ~ " has value '" ~ text
-            ~ "', which is not a " ~ data_type ~ '; write a ' ~ data_type
-            ~ ' value (text in quotes, numbers bare, booleans true/false, '
-            ~ 'dates as YYYY-MM-DD)') }}
+        {%- set column = 'profile_events.' ~ adapter.quote(threshold.field) -%}
+        {%- set aggregate = 'coalesce(sum(' ~ column ~ '), 0)' if kind == 'sum'
+            else kind ~ '(' ~ column ~ ')' -%}
+        {%- set literal = audience_literal('numeric', value) -%}
     {%- endif -%}
+
+    {%- set limit = value | float -%}
+    {%- set zero_meets = {'gte': 0 >= limit, 'gt': 0 > limit, 'lte': 0 <= limit,
+        'lt': 0 < limit, 'equals': 0 == limit}[comparison] -%}
+    {{ return({
+        'kind': kind,
+        'field': threshold.get('field'),
+        'comparison': comparison,
+        'value': value,
+        'aggregate': aggregate,
+        'test': aggregate ~ ' ' ~ comparisons[comparison] ~ ' ' ~ literal,
+        'holds_without_events': kind in ['count', 'sum'] and zero_meets,
+    }) }}
+{%- endmacro %}
+
+
+{#- Membership of another audience: its rule compiled inline (realised now),
+    or, with within_last, also any history range overlapping the window. -#}
+{% macro audience_membership_sql(reference, context) -%}
+    {%- set now = audience_node_sql(
+        context.audiences[reference.id].rule, context) -%}
+    {%- if 'within_last' not in reference -%}
+        {{ return('(' ~ now ~ ')') }}
+    {%- endif -%}
+    {{ return('(' ~ now ~ '\n        or '
+        ~ audience_history_sql(reference, context) ~ ')') }}
+{%- endmacro %}
+
+
+{#- In the audience at some instant of (evaluation time - N, evaluation
+    time], by the membership history. -#}
+{% macro audience_history_sql(reference, context) -%}
+    {{ return('profiles.profile_id in (\n            '
+        ~ 'select membership_history.profile_id\n            from '
+        ~ audience_membership_history() ~ ' as membership_history\n'
+        ~ '            where membership_history.audience_id = '
+        ~ audience_literal('text', reference.id)
+        ~ '\n                and membership_history.valid_from <= '
+        ~ context.evaluated_at
+        ~ '\n                and coalesce(membership_history.valid_to > '
+        ~ context.evaluated_at ~ ' - '
+        ~ audience_interval_sql(reference.within_last) ~ ', true))') }}
 {%- endmacro %}

@@ -22,7 +22,8 @@
 
 {#- Every declared dataset as a dict: name, source_name, kind, record_key,
     timestamp_column, event_type, event_type_column, profile_enabled, columns
-    (name, data_type, identity, profile_attribute, pii) and staging_model. -#}
+    (name, data_type, identity, profile_attribute, pii, allowed_values) and
+    staging_model. -#}
 {% macro declared_datasets(profile_enabled_only=true, kind=none) -%}
     {%- set datasets = [] -%}
     {%- if not execute -%}
@@ -52,6 +53,7 @@
             'identity': meta.get('identity'),
             'profile_attribute': meta.get('profile_attribute', false),
             'pii': meta.get('pii', false),
+            'allowed_values': meta.get('allowed_values'),
         }) -%}
     {%- endfor -%}
 

@@ -1,6 +1,9 @@
-{#- One select per audience declared in audiences.yml, its rule compiled to SQL
-    by audience_rule_sql. -#}
+{#- One select per audience this build evaluates (all of them, or those a
+    backfill or the streaming path asks for), its rule validated and compiled
+    to SQL by the audience macros. Rules that use other audiences compile
+    against every definition. -#}
 {%- set audiences = audiences_to_evaluate() %}
+{%- set context = audience_compile_context(audience_definitions()) %}
 
 with
 
@@ -49,11 +52,11 @@ members as (
     {% endif %}
 
     select
-        '{{ audience.id }}' as audience_id,
+        {{ audience_literal('text', audience.id) }} as audience_id,
         profiles.profile_id,
-        {{ audience_evaluation_time() }} as evaluated_at
+        {{ context.evaluated_at }} as evaluated_at
     from profiles
-    where {{ audience_rule_sql(audience) }}
+    where {{ audience_rule_sql(audience, context) }}
 {%- else %}
 
     select

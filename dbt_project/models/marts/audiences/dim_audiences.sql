@@ -1,6 +1,7 @@
-{#- Audience metadata comes from audiences.yml; every text is emitted as a
-    quoted literal. -#}
-{%- set audiences = declared_audiences() %}
+{#- Audience metadata and classification come from audiences.yml through the
+    audience macros; every text is emitted as a quoted literal. -#}
+{%- set audiences = audience_definitions() %}
+{%- set by_id = audiences_by_id(audiences) %}
 
 with
 
@@ -13,23 +14,20 @@ audience_membership as (
 audiences as (
 
 {%- for audience in audiences %}
-    {%- set where = 'audience metadata' %}
+    {%- set mode = audience_evaluation_mode(audience, by_id) %}
     {%- if not loop.first %}
 
     union all
     {% endif %}
 
     select
-        {{ audience_literal(audience.id, 'text', audience.id, where) }}
-            as audience_id,
-        {{ audience_literal(audience.id, 'text', audience.name, where) }}
-            as audience_name,
-        {{ audience_literal(audience.id, 'text', audience.description, where) }}
-            as description,
-        {{ audience_literal(audience.id, 'text', audience.owner, where) }}
-            as owner,
-        {{ audience_literal(audience.id, 'text', tojson(audience.rule), where) }}
-            as rule_json
+        {{ audience_literal('text', audience.id) }} as audience_id,
+        {{ audience_literal('text', audience.name) }} as audience_name,
+        {{ audience_literal('text', audience.description) }} as description,
+        {{ audience_literal('text', audience.owner) }} as owner,
+        {{ audience_literal('text', mode.mode) }} as evaluation_mode,
+        {{ audience_literal('text', mode.reason) }} as evaluation_reason,
+        {{ audience_literal('text', tojson(audience.rule)) }} as rule_json
 {%- else %}
 
     select
@@ -37,6 +35,8 @@ audiences as (
         cast(null as text) as audience_name,
         cast(null as text) as description,
         cast(null as text) as owner,
+        cast(null as text) as evaluation_mode,
+        cast(null as text) as evaluation_reason,
         cast(null as text) as rule_json
     where false
 {%- endfor %}
@@ -63,6 +63,8 @@ final as (
         audiences.audience_name,
         audiences.description,
         audiences.owner,
+        audiences.evaluation_mode,
+        audiences.evaluation_reason,
         cast(audiences.rule_json as jsonb) as rule,
         coalesce(sizes.realised_member_count, 0) as realised_member_count,
         coalesce(sizes.exited_member_count, 0) as exited_member_count
