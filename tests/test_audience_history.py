@@ -55,6 +55,7 @@ def test_backfilled_dates_in_any_order_give_the_independent_as_of_answer(warehou
     assert history_rows() == history_before, "re-running a date changed the history"
 
     check_the_backfill_dag_evaluates_each_day_of_its_form(orders, warehouse_env)
+    check_the_chart_plots_each_evaluation(orders, tmp_path)
 
 
 def check_the_backfill_dag_evaluates_each_day_of_its_form(orders, env: dict) -> None:
@@ -76,6 +77,22 @@ def check_the_backfill_dag_evaluates_each_day_of_its_form(orders, env: dict) -> 
     assert recorded == [(day, "as_of") for day in days]
     for day in days:
         assert members_as_of(day) == buyers_within_window(orders, day), day
+
+
+def check_the_chart_plots_each_evaluation(orders, tmp_path: Path) -> None:
+    """The sizes charted are the history's, one point per evaluation of everyone."""
+    from cdp import audience_chart
+
+    series = audience_chart.sizes_over_time([AUDIENCE])
+    assert list(series) == [AUDIENCE]
+    backfilled = [(instant, size) for instant, size in series[AUDIENCE] if instant < AS_OF]
+    assert backfilled == [
+        (instant, len(buyers_within_window(orders, instant))) for instant, _ in backfilled
+    ]
+    assert len(backfilled) == 17 + 3, "every backfilled day is a point"
+
+    page = audience_chart.write_page(series, tmp_path / "sizes.html")
+    assert page.read_text().count("<circle") == len(series[AUDIENCE])
 
 
 def land_and_build(landing_url: str) -> None:

@@ -6,8 +6,8 @@ cdp demo       generate (first time only), run, and print the summary
 cdp summary    print what the warehouse holds now
 cdp explain    why an identity (or profile id) belongs to its profile
 cdp backfill   evaluate audiences as of each day of a range, through the audience DAG
-cdp audiences list|check|explain   audience definitions, how each is evaluated, and why
-                                   a profile is in or out
+cdp audiences list|check|explain|chart   audience definitions, how each is evaluated,
+                                         why a profile is in or out, sizes over time
 cdp airflow    Airflow standalone with these DAGs, UI on localhost
 cdp warehouse  start/stop the embedded Postgres or print its dbt environment
 cdp destinations check   validate the destination files
@@ -131,6 +131,21 @@ def _add_audience_commands(commands) -> None:
         help="evaluate as of this ISO 8601 instant, e.g. 2026-11-30T00:00:00Z (default now)",
     )  # fmt: skip
     explain.set_defaults(handler=_audiences_explain)
+
+    chart = actions.add_parser("chart", help="audience sizes over time as an HTML page")
+    chart.add_argument("--audience", action="append", default=[], help="an id (repeat)")
+    chart.add_argument("--out", type=Path, default=None, help="default .state/reports/")
+    chart.set_defaults(handler=_audiences_chart)
+
+
+def _audiences_chart(arguments) -> int:
+    from cdp import audience_chart
+
+    series = audience_chart.sizes_over_time(arguments.audience)
+    out = arguments.out or settings.reports_dir() / "audience_sizes.html"
+    audience_chart.write_page(series, out)
+    print(f"{len(series)} audiences charted: {out}")
+    return 0
 
 
 def _instant(text: str) -> str:
