@@ -80,8 +80,16 @@ TABLES = {
                 when events.device_number % 1000 = 0 then lpad('7', 38, '7')
                 else lpad(events.device_number::text, 38, '1')
             end as ecid,
-            'page_view' as event_type,
-            timestamptz '2024-03-01' + events.event_number * interval '1 second'
+            -- A clickstream's mix: mostly page views, some product views, a few
+            -- cart additions and purchases (which carry revenue).
+            case
+                when events.event_number % 20 < 12 then 'page_view'
+                when events.event_number % 20 < 17 then 'product_view'
+                when events.event_number % 20 < 19 then 'add_to_cart'
+                else 'purchase'
+            end as event_type,
+            -- One event a second, ending about now, so relative windows find them.
+            now() - ({events} - events.event_number) * interval '1 second'
                 as occurred_at,
             case
                 when events.event_number % 5 = 0 then 'C' || events.owner_id
@@ -91,7 +99,11 @@ TABLES = {
                     then 'C' || (events.owner_id + 1)
             end as customer_id,
             null::text as email,
-            '/home' as page_url, null::text as product_sku, null::numeric as revenue,
+            '/home' as page_url,
+            'SKU-' || events.event_number % 500 as product_sku,
+            case
+                when events.event_number % 20 = 19 then (events.event_number % 300)::numeric
+            end as revenue,
             'USD' as currency,
             {audit_event}
         from events

@@ -60,6 +60,18 @@ create table if not exists ops.quarantined_rows (
 );
 
 create index if not exists quarantined_rows_batch_idx on ops.quarantined_rows (batch_id);
+
+-- The streaming path's ledger: event batches already evaluated for streaming audiences.
+create table if not exists ops.streamed_batches (
+    batch_id bigint primary key,
+    dataset text not null,
+    streamed_at timestamptz not null default now()
+);
+
+-- The batches the running streaming evaluation looks at; dbt reads them from here.
+create table if not exists ops.streaming_pending (
+    batch_id bigint primary key
+);
 """
 
 

@@ -7,7 +7,7 @@
     streaming evaluation takes only the audiences classified streaming. -#}
 {% macro audiences_to_evaluate() -%}
     {%- set audiences = audience_definitions() -%}
-    {%- if streaming_batch_ids() -%}
+    {%- if is_streaming_evaluation() -%}
         {%- set streaming_ids = streaming_audience_ids() -%}
         {%- set audiences = audiences | selectattr('id', 'in', streaming_ids)
             | list -%}
@@ -36,7 +36,7 @@
     'as_of' when a backfill named the instant, else 'build'. -#}
 {% macro audience_evaluation_kind() -%}
     {%- set value = var('evaluation_time', '') | string | trim -%}
-    {%- if streaming_batch_ids() -%}
+    {%- if is_streaming_evaluation() -%}
         'streaming'
     {%- elif value in ('', 'None') -%}
         'build'
@@ -80,18 +80,11 @@
 {%- endmacro %}
 
 
-{#- The landing batches a streaming evaluation looks at (var
-    streaming_batch_ids: a list or comma-separated batch ids); empty when the
-    build is not a streaming one. Validated because they are pasted into SQL. -#}
-{% macro streaming_batch_ids() -%}
-    {%- set ids = var('streaming_batch_ids', []) -%}
-    {%- if ids is string -%}
-        {%- set ids = ids.split(',') | map('trim') | reject('equalto', '') | list -%}
-    {%- endif -%}
-    {%- for batch_id in ids if not modules.re.fullmatch('[0-9]{1,18}', batch_id | string) -%}
-        {{ exceptions.raise_compiler_error(
-            "var streaming_batch_ids holds '" ~ batch_id ~ "'; give landing "
-            ~ "batch ids (ops.landed_files.batch_id), e.g. [12, 13]") }}
-    {%- endfor -%}
-    {{ return(ids | map('string') | list) }}
+{#- True in a streaming evaluation (var streaming_evaluation), which looks only
+    at the profiles of the event batches listed in ops.streaming_pending. The
+    batches are read from a table, not passed as a var: dbt parses the whole
+    project again whenever a var changes, which would cost every streaming run
+    seconds. -#}
+{% macro is_streaming_evaluation() -%}
+    {{ return(var('streaming_evaluation', false) in (true, 'true', 'True', 1)) }}
 {%- endmacro %}

@@ -1,8 +1,8 @@
 {#- One select per profile-enabled event dataset, unioned: every event with
     the profile the `records_resolved_cte` gives its record (dataset,
     _batch_id, _line_number, profile_id), in fct_profile_events' columns.
-    With batch_ids, only the events of those landing batches. -#}
-{% macro profile_event_rows(records_resolved_cte, batch_ids=none) -%}
+    With batch_filter (a SQL condition on `staged`), only the events it keeps. -#}
+{% macro profile_event_rows(records_resolved_cte, batch_filter=none) -%}
     {%- set datasets = declared_datasets(kind='event') -%}
     {%- set event_columns = profile_event_columns() -%}
 
@@ -31,8 +31,8 @@
         on {{ records_resolved_cte }}.dataset = '{{ dataset.name }}'
         and {{ records_resolved_cte }}._batch_id = staged._batch_id
         and {{ records_resolved_cte }}._line_number = staged._line_number
-    {%- if batch_ids is not none %}
-    where staged._batch_id in ({{ batch_ids | join(', ') if batch_ids else 'null' }})
+    {%- if batch_filter is not none %}
+    where {{ batch_filter }}
     {%- endif %}
 {%- else %}
 

@@ -7,7 +7,7 @@
 
 with
 
--- A streaming evaluation (var streaming_batch_ids) looks only at the
+-- A streaming evaluation (var streaming_evaluation) looks only at the
 -- profiles of the new events, with those events added to what the last
 -- build knew.
 streaming_events as (
@@ -20,7 +20,7 @@ streaming_events as (
 profiles as (
 
     select * from {{ ref('int_audience_profiles') }}
-    {%- if streaming_batch_ids() %}
+    {%- if is_streaming_evaluation() %}
     where profile_id in (select streaming_events.profile_id from streaming_events)
     {%- endif %}
 
@@ -29,7 +29,7 @@ profiles as (
 profile_events as (
 
     select * from {{ ref('fct_profile_events') }}
-    {%- if streaming_batch_ids() %}
+    {%- if is_streaming_evaluation() %}
     where profile_id in (select streaming_events.profile_id from streaming_events)
         and (dataset, event_id) not in (
             select streaming_events.dataset, streaming_events.event_id

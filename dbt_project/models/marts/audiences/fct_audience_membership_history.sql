@@ -116,7 +116,7 @@ ranges as (
     inner join next_evaluations
         on next_evaluations.audience_id = history.audience_id
     cross join evaluation
-    {%- if streaming_batch_ids() %}
+    {%- if is_streaming_evaluation() %}
     where history.profile_id in (
         select evaluated_profiles.profile_id from evaluated_profiles
     )

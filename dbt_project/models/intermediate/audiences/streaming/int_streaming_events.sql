@@ -1,5 +1,5 @@
-{#- One row per event of the newly promoted batches (var
-    streaming_batch_ids) in fct_profile_events' columns, attributed by
+{#- One row per event of the batches a streaming evaluation looks at
+    (ops.streaming_pending) in fct_profile_events' columns, attributed by
     int_streaming_records_resolved. Empty unless the streaming path runs. -#}
 {{ depends_on_staging_models() }}
 
@@ -13,7 +13,14 @@ records_resolved as (
 
 events as (
 
-    {{ profile_event_rows('records_resolved', streaming_batch_ids()) }}
+    {%- set pending_batches -%}
+        {{ 'true' if is_streaming_evaluation() else 'false' }}
+        and staged._batch_id in (
+            select pending.batch_id
+            from {{ source('ops', 'streaming_pending') }} as pending
+        )
+    {%- endset %}
+    {{ profile_event_rows('records_resolved', pending_batches) }}
 
 ),
 

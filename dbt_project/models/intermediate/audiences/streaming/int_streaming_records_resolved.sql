@@ -1,16 +1,20 @@
-{#- The records of newly promoted batches (var streaming_batch_ids), each
+{#- The records of the event batches a streaming evaluation looks at
+    (ops.streaming_pending, filled by cdp.streaming), each
     given the profile its highest-priority identity belongs to in the graph
     the last build made. The graph is not rebuilt: a record whose identities
     the graph does not know yet (a new person, a device never seen) gets no
     profile until the next build. Empty unless the streaming path runs. -#}
-{%- set batch_ids = streaming_batch_ids() %}
 
 with
 
 observations as (
 
     select * from {{ ref('int_identity_observations_declared') }}
-    where _batch_id in ({{ batch_ids | join(', ') if batch_ids else 'null' }})
+    where {{ 'true' if is_streaming_evaluation() else 'false' }}
+        and _batch_id in (
+            select pending.batch_id
+            from {{ source('ops', 'streaming_pending') }} as pending
+        )
 
 ),
 
