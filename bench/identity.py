@@ -53,14 +53,15 @@ def main() -> None:
     report_chain(options.chain)
 
 
-def use_bench_database() -> None:
-    """Point WAREHOUSE_URL at a fresh bench database on the configured server."""
+def use_bench_database(fresh: bool = True) -> None:
+    """Point WAREHOUSE_URL at the bench database on the configured server, new if fresh."""
     server_url = settings.warehouse_url() or warehouse.start_embedded()
     admin = psycopg2.connect(**warehouse.WarehouseAddress.from_url(server_url).connect_kwargs())
     admin.autocommit = True
     with closing(admin), admin.cursor() as cursor:
-        cursor.execute(f"drop database if exists {BENCH_DATABASE} with (force)")
-        cursor.execute(f"create database {BENCH_DATABASE}")
+        if fresh:
+            cursor.execute(f"drop database if exists {BENCH_DATABASE} with (force)")
+            cursor.execute(f"create database {BENCH_DATABASE}")
     os.environ["WAREHOUSE_URL"] = urlunparse(
         urlparse(server_url)._replace(path=f"/{BENCH_DATABASE}")
     )

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 # A record is known by its batch and line, so every generated row needs its own line
 # number: rows sharing one would all read as a single record naming every identity.
 AUDIT_COLUMNS = """
-    'bench' as _batch_id,
+    0::bigint as _batch_id,
     'bench.csv' as _file_name,
     {line}::integer as _line_number,
     now() as _promoted_at
@@ -59,7 +59,7 @@ TABLES = {
         create table validated.offline_orders (
             order_id text, loyalty_id text, customer_id text, email text, store_id text,
             channel text, ordered_at timestamptz, order_total numeric, currency text,
-            _batch_id text, _file_name text, _line_number integer, _promoted_at timestamptz
+            _batch_id bigint, _file_name text, _line_number integer, _promoted_at timestamptz
         )
     """,
     # Five events per device; one device in fifty is shared by two people; one in

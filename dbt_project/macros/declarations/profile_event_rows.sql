@@ -51,3 +51,17 @@
     where false
 {%- endfor %}
 {%- endmacro %}
+
+
+{#- The latest version of each event among `events_cte` (an event re-sent in a
+    later extract, or twice in one, keeps the last one landed). -#}
+{% macro latest_event_versions(events_cte) -%}
+    select distinct on ({{ events_cte }}.dataset, {{ events_cte }}.event_id)
+        {{ events_cte }}.*
+    from {{ events_cte }}
+    order by
+        {{ events_cte }}.dataset,
+        {{ events_cte }}.event_id,
+        {{ events_cte }}._batch_id desc,
+        {{ events_cte }}._line_number desc
+{%- endmacro %}

@@ -27,14 +27,7 @@ events as (
 -- An event re-sent within the new batches keeps its latest version.
 latest_events as (
 
-    select distinct on (events.dataset, events.event_id)
-        events.*
-    from events
-    order by
-        events.dataset,
-        events.event_id,
-        events._batch_id desc,
-        events._line_number desc
+    {{ latest_event_versions('events') }}
 
 )
 
