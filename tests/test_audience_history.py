@@ -4,8 +4,9 @@ One landing and build of generated extracts, then evaluations as of past dates i
 shuffled order, through the code the backfill DAG runs. For every evaluated instant
 (and instants between them) the history's as-of answer must equal what Python
 computes straight from the order extracts: the profiles with an order in a store
-(not the call centre) in the 30 days up to that instant. Re-running a date must change nothing, and the backfill
-DAG itself must record its dates.
+(not the call centre) in the 30 days up to that instant. Re-running a date must
+change nothing, the backfill DAG's trigger form must record its dates, and the chart
+must plot the history's sizes.
 """
 
 from __future__ import annotations
