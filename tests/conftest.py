@@ -125,3 +125,13 @@ def _with_database(url: str, database: str) -> str:
     from urllib.parse import urlparse, urlunparse
 
     return urlunparse(urlparse(url)._replace(path=f"/{database}"))
+
+
+def land_and_promote(landing_url: str) -> None:
+    """Land every new file of a landing area and validate it, as the first two DAGs do."""
+    from cdp import landing, validation
+
+    landing.ensure_tables()
+    for found in landing.discover_new_files(landing_url):
+        landing.land_file(found)
+    validation.validate_pending_batches()

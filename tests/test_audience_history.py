@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from cdp import audience_backfill, landing, samples, transform, validation
-from tests.conftest import query, warehouse_kinds
+from cdp import audience_backfill, samples, transform
+from tests.conftest import land_and_promote, query, warehouse_kinds
 
 CUSTOMERS = 200
 AS_OF = datetime(2026, 10, 1, tzinfo=UTC)
@@ -97,10 +97,7 @@ def check_the_chart_plots_each_evaluation(orders, tmp_path: Path) -> None:
 
 
 def land_and_build(landing_url: str) -> None:
-    landing.ensure_tables()
-    for found in landing.discover_new_files(landing_url):
-        landing.land_file(found)
-    validation.validate_pending_batches()
+    land_and_promote(landing_url)
     transform.run_dbt("build")
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdp import cli, landing, samples, settings, transform, validation, warehouse
-from tests.conftest import _admin_connection, _with_database, query
+from cdp import cli, samples, settings, transform, warehouse
+from tests.conftest import _admin_connection, _with_database, land_and_promote, query
 
 DEFINITIONS = Path("models/intermediate/audiences/audiences.yml")
 AS_OF = datetime(2026, 11, 30, tzinfo=UTC)
@@ -46,7 +46,7 @@ def built_warehouse(embedded_pgdata, tmp_path_factory):
         patch.setenv("WAREHOUSE_URL", _with_database(base_url, database))
 
         samples.generate(folder / "landing", customers=150, seed=5, as_of=AS_OF)
-        _land(str(folder / "landing"))
+        land_and_promote(str(folder / "landing"))
         transform.run_dbt("build", dbt_vars={"evaluation_time": FIRST_EVALUATION})
         transform.run_dbt("build", dbt_vars={"evaluation_time": EVALUATION})
         try:
@@ -57,13 +57,6 @@ def built_warehouse(embedded_pgdata, tmp_path_factory):
             os.environ.update(saved_environment)
             with closing(_admin_connection(base_url)) as admin, admin.cursor() as cursor:
                 cursor.execute(f'drop database if exists "{database}" with (force)')
-
-
-def _land(landing_url: str) -> None:
-    landing.ensure_tables()
-    for found in landing.discover_new_files(landing_url):
-        landing.land_file(found)
-    validation.validate_pending_batches()
 
 
 def cdp(capsys, *arguments: str) -> tuple[int, str]:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cdp import cli, landing, transform, validation, warehouse
-from tests.conftest import _admin_connection, _with_database, query
+from cdp import cli, transform, warehouse
+from tests.conftest import _admin_connection, _with_database, land_and_promote, query
 
 PARTNER_EXTRACTS = Path(__file__).parent / "fixtures" / "partner_extracts"
 SHARED_DEVICE = "12345678901234567890123456789012345678"
@@ -51,10 +51,7 @@ def partner_warehouse(embedded_pgdata, tmp_path_factory):
 
 
 def _land_and_build(landing_url: str) -> None:
-    landing.ensure_tables()
-    for found in landing.discover_new_files(landing_url):
-        landing.land_file(found)
-    validation.validate_pending_batches()
+    land_and_promote(landing_url)
     transform.run_dbt("build")
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cdp import landing, samples, settings, transform, validation
-from tests.conftest import query, warehouse_kinds
+from cdp import samples, settings, transform
+from tests.conftest import land_and_promote, query, warehouse_kinds
 
 CUSTOMERS = 300
 
@@ -37,10 +37,7 @@ def test_generated_people_are_stitched_as_the_truth_says(warehouse_env, tmp_path
 
 
 def land_and_build(landing_url: str) -> None:
-    landing.ensure_tables()
-    for found in landing.discover_new_files(landing_url):
-        landing.land_file(found)
-    validation.validate_pending_batches()
+    land_and_promote(landing_url)
     transform.run_dbt("build")
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cdp import landing, samples, streaming, transform, validation
-from tests.conftest import query, warehouse_kinds
+from cdp import samples, streaming, transform
+from tests.conftest import land_and_promote, query, warehouse_kinds
 
 CUSTOMERS = 150
 
@@ -25,7 +25,7 @@ CUSTOMERS = 150
 def test_new_events_move_streaming_memberships_and_a_build_agrees(warehouse_env, tmp_path):
     landing_dir = tmp_path / "landing"
     samples.generate(landing_dir, customers=CUSTOMERS, seed=9)
-    land_and_promote(landing_dir)
+    land_and_promote(str(landing_dir))
     transform.run_dbt("build")
     assert streaming.evaluate_new_event_batches()["batches"] > 0, "day one's events are new"
 
@@ -34,7 +34,7 @@ def test_new_events_move_streaming_memberships_and_a_build_agrees(warehouse_env,
         " order by customer_id limit 20"
     )]  # fmt: skip
     write_fresh_clickstream(landing_dir / "web_events" / "fresh.jsonl", customers)
-    land_and_promote(landing_dir)
+    land_and_promote(str(landing_dir))
 
     outcome = streaming.evaluate_new_event_batches()
     assert outcome == {"batches": 1, "profiles_evaluated": len(customers)}
@@ -66,13 +66,6 @@ def test_new_events_move_streaming_memberships_and_a_build_agrees(warehouse_env,
         " where evaluation_kind = 'build'"
     )[0][0]
     assert memberships_at(built_at, customers, streaming_audiences) == streamed
-
-
-def land_and_promote(landing_dir: Path) -> None:
-    landing.ensure_tables()
-    for found in landing.discover_new_files(str(landing_dir)):
-        landing.land_file(found)
-    validation.validate_pending_batches()
 
 
 def write_fresh_clickstream(path: Path, customer_ids: list[str]) -> None:

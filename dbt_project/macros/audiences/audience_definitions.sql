@@ -60,12 +60,19 @@
 {%- endmacro %}
 
 
+{#- True when var evaluation_time names an instant (a backfill), false when
+    the build evaluates at its own start. -#}
+{% macro is_as_of_evaluation() -%}
+    {{ return(var('evaluation_time', '') | string | trim not in ('', 'None')) }}
+{%- endmacro %}
+
+
 {#- The instant audiences are evaluated at: var evaluation_time (backfills set
     it), else the start of this dbt invocation, so every model of one build
     agrees on "now". Validated because it is pasted into SQL. -#}
 {% macro audience_evaluation_time() -%}
     {%- set value = var('evaluation_time', '') | string | trim -%}
-    {%- if value == '' or value == 'None' -%}
+    {%- if not is_as_of_evaluation() -%}
         timestamptz '{{ run_started_at.isoformat() }}'
     {%- elif audience_instant(value) is not none -%}
         timestamptz '{{ audience_instant(value).isoformat() }}'

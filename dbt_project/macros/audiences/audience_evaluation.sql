@@ -35,13 +35,12 @@
 {#- Recorded with each evaluation: 'streaming' for new event batches,
     'as_of' when a backfill named the instant, else 'build'. -#}
 {% macro audience_evaluation_kind() -%}
-    {%- set value = var('evaluation_time', '') | string | trim -%}
     {%- if is_streaming_evaluation() -%}
         'streaming'
-    {%- elif value in ('', 'None') -%}
-        'build'
-    {%- else -%}
+    {%- elif is_as_of_evaluation() -%}
         'as_of'
+    {%- else -%}
+        'build'
     {%- endif -%}
 {%- endmacro %}
 

@@ -10,8 +10,6 @@
 {{ depends_on_staging_models() }}
 
 {%- set attributes = profile_attribute_columns(declared_datasets(kind='record')) %}
-{%- set evaluating_the_past = var('evaluation_time', '') | string | trim
-    not in ('', 'None') %}
 
 with
 
@@ -21,7 +19,7 @@ profiles as (
 
 ),
 
-{% if not evaluating_the_past %}
+{% if not is_as_of_evaluation() %}
 
 final as (
 
