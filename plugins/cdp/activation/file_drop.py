@@ -99,7 +99,7 @@ def s3_client(connection_id: str | None):
 
     options: dict[str, str] = {}
     if connection_id:
-        connection = _airflow_connection(connection_id)
+        connection = airflow_connection(connection_id)
         extra = connection.extra_dejson
         if connection.login:
             options["aws_access_key_id"] = connection.login
@@ -112,7 +112,7 @@ def s3_client(connection_id: str | None):
     return boto3.client("s3", **options)
 
 
-def _airflow_connection(connection_id: str):
+def airflow_connection(connection_id: str):
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 

@@ -1,0 +1,1 @@
+"""One module per destination type; each turns batches into its vendor's API calls."""

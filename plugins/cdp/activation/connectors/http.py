@@ -1,0 +1,123 @@
+"""The HTTP conversation every API destination shares: auth, timeouts, and errors.
+
+Each vendor speaks JSON over HTTPS at a base URL taken from the destination's Airflow
+connection, so the same code talks to the vendor in production and to a local
+stand-in in tests. Responses are turned into the three outcomes the runner acts on:
+an answer, a RetryableError (429 with its Retry-After, 5xx, timeouts, dropped
+connections) or a PermanentError (other 4xx, refused credentials) carrying the
+vendor's own message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from cdp.activation.connectors.base import PermanentError, RetryableError
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class VendorEndpoint:
+    """Where a vendor lives and how to authenticate, read from an Airflow connection."""
+
+    base_url: str
+    token: str
+    extra: dict
+
+
+def endpoint_from_connection(connection_id: str) -> VendorEndpoint:
+    """The base URL is the connection's host (with schema and port); the token its password."""
+    from cdp.activation.file_drop import airflow_connection
+
+    connection = airflow_connection(connection_id)
+    host = connection.host or ""
+    if "://" not in host:
+        scheme = connection.schema or "https"
+        host = f"{scheme}://{host}"
+    if connection.port:
+        host = f"{host}:{connection.port}"
+    return VendorEndpoint(
+        base_url=host.rstrip("/"),
+        token=connection.password or "",
+        extra=connection.extra_dejson,
+    )
+
+
+class VendorHttp:
+    def __init__(
+        self,
+        vendor: str,
+        endpoint: VendorEndpoint,
+        headers: dict[str, str],
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    ):
+        self.vendor = vendor
+        self._client = httpx.Client(
+            base_url=endpoint.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_seconds),
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        try:
+            response = self._client.request(method, path, json=json, headers=headers)
+        except httpx.TimeoutException as error:
+            raise RetryableError(f"{self.vendor}: no answer in time ({type(error).__name__})")
+        except httpx.TransportError as error:
+            # Refused, reset or dropped mid-answer: the request may or may not have
+            # been applied, which is why every batch carries its idempotency key.
+            raise RetryableError(f"{self.vendor}: connection failed ({type(error).__name__})")
+
+        if response.status_code < 300:
+            return response.json() if response.content else {}
+
+        message = f"{self.vendor} answered {response.status_code}: {vendor_message(response)}"
+        if response.status_code == 429:
+            raise RetryableError(message, retry_after=retry_after_seconds(response))
+        if response.status_code >= 500 or response.status_code == 408:
+            raise RetryableError(message, retry_after=retry_after_seconds(response))
+        if response.status_code in (401, 403):
+            raise PermanentError(f"{message} (check the credentials in the Airflow connection)")
+        raise PermanentError(message)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def vendor_message(response: httpx.Response) -> str:
+    """The vendor's own explanation, cut short; vendors echo no personal data in errors."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("detail") or error)[:300]
+        return str(error)[:300]
+    return str(body)[:300]
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Retry-After as seconds, whether the vendor sent a number or an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
