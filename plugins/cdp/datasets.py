@@ -41,6 +41,9 @@ class Column:
     profile_attribute: bool = False
     allowed_values: tuple[str, ...] = ()
     pii: bool = False
+    # Data-usage labels (for instance "sensitive"): destinations/policies/data_usage.yml
+    # says which marketing actions each label forbids.
+    data_usage: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ def _parse_table(path: Path, source_name: str, table: dict, meta: dict) -> Datas
                 profile_attribute=bool(column_meta.get("profile_attribute", False)),
                 allowed_values=tuple(column_meta.get("allowed_values", ())),
                 pii=bool(column_meta.get("pii", False)),
+                data_usage=tuple(column_meta.get("data_usage", ())),
             )
         )
     names = {column.name for column in columns}

@@ -1,13 +1,18 @@
-"""The activation ledger: every run, every change sent, and what each destination holds.
+"""The activation ledger: every run, batch and change sent, and what each destination holds.
 
-- `ops.activation_runs`: one row per destination, audience and run, with its counts,
-  exclusions by reason, where the files went and whether delivery was confirmed.
-- `ops.activation_changes`: one row per profile added, removed or (for full files)
-  kept by a run. It is written before anything is sent, so an interrupted run can be
-  finished with exactly the same content.
-- `ops.activation_state`: one row per destination, audience, profile and identity
-  value: what the destination holds after the last confirmed run. Later runs send the
-  difference between it and the current audience.
+- `ops.activation_runs`: one row per destination, audience and run: status, counts,
+  exclusions by reason, failures, refused removals.
+- `ops.activation_batches`: one row per request-sized batch of a run: its operation,
+  rows, attempts, the vendor's answer (request ids, counts) or error.
+- `ops.activation_changes`: one row per profile a run adds, removes or (full files)
+  keeps, with its batch. Written before anything is sent, so an interrupted run is
+  finished with exactly the same content. What is sent (`payload`) is cleared once
+  the vendor confirmed it: the ledger keeps hashes and ids forever, not addresses.
+- `ops.activation_state`: one row per destination, audience and profile identity key:
+  what the destination holds after the last confirmed batch, and the identities it
+  holds them under (needed to remove them later; cleared once removed).
+- `ops.activation_audiences`: each audience a destination knows, with the vendor's id
+  for it and when its history was first shared.
 
 Nothing here is ever purged.
 """
@@ -21,7 +26,7 @@ create table if not exists ops.activation_runs (
     destination text not null,
     audience_id text not null,
     run_key text not null,
-    status text not null check (status in ('planned', 'sent')),
+    status text not null,
     is_first_run boolean not null,
     export_mode text not null,
     rows_added integer not null default 0,
@@ -34,6 +39,32 @@ create table if not exists ops.activation_runs (
     sent_at timestamptz,
     primary key (destination, audience_id, run_key)
 );
+alter table ops.activation_runs
+    add column if not exists rows_failed integer not null default 0,
+    add column if not exists removals_refused integer not null default 0,
+    add column if not exists batch_count integer not null default 0,
+    add column if not exists history_rows integer not null default 0,
+    add column if not exists error text;
+alter table ops.activation_runs drop constraint if exists activation_runs_status_check;
+alter table ops.activation_runs add constraint activation_runs_status_check
+    check (status in ('planned', 'sent', 'partial'));
+
+create table if not exists ops.activation_batches (
+    destination text not null,
+    audience_id text not null,
+    run_key text not null,
+    batch_number integer not null,
+    operation text not null check (operation in ('add', 'remove')),
+    row_count integer not null,
+    status text not null check (status in ('planned', 'sent', 'failed', 'refused')),
+    attempts integer not null default 0,
+    rows_accepted integer not null default 0,
+    rows_rejected integer not null default 0,
+    vendor_response jsonb,
+    error text,
+    finished_at timestamptz,
+    primary key (destination, audience_id, run_key, batch_number)
+);
 
 create table if not exists ops.activation_changes (
     destination text not null,
@@ -41,9 +72,19 @@ create table if not exists ops.activation_changes (
     run_key text not null,
     profile_id text not null,
     identity_value text not null,
-    change text not null check (change in ('add', 'remove', 'keep')),
+    change text not null,
     primary key (destination, audience_id, run_key, profile_id, identity_value)
 );
+alter table ops.activation_changes
+    add column if not exists batch_number integer,
+    add column if not exists payload jsonb,
+    add column if not exists status text not null default 'planned',
+    add column if not exists reason text;
+alter table ops.activation_changes drop constraint if exists activation_changes_change_check;
+alter table ops.activation_changes add constraint activation_changes_change_check
+    check (change in ('add', 'remove', 'keep', 'history'));
+create index if not exists activation_changes_by_batch
+    on ops.activation_changes (destination, audience_id, run_key, batch_number);
 
 create table if not exists ops.activation_state (
     destination text not null,
@@ -56,10 +97,20 @@ create table if not exists ops.activation_state (
     updated_at timestamptz not null default now(),
     primary key (destination, audience_id, profile_id, identity_value)
 );
+alter table ops.activation_state add column if not exists sent_identities jsonb;
+
+create table if not exists ops.activation_audiences (
+    destination text not null,
+    audience_id text not null,
+    vendor_audience_id text,
+    opened_at timestamptz not null default now(),
+    history_shared_run_key text,
+    primary key (destination, audience_id)
+);
 """
 
 
 def ensure_ledger_tables(cursor) -> None:
-    # Mapped tasks start together; the lock keeps their CREATEs from racing.
+    # Mapped tasks start together; the lock keeps their DDL from racing.
     cursor.execute("select pg_advisory_xact_lock(hashtext('cdp_activation_ledger'))")
     cursor.execute(LEDGER_DDL)

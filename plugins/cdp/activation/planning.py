@@ -1,0 +1,319 @@
+"""Planning a run: who should the destination hold, what does it hold, what to send.
+
+Planning happens in one warehouse transaction and leaves the whole run in the ledger
+before a single request goes out: each change (add, remove, keep for full files,
+history for an audience's first sharing) with the exact identities and attributes to
+send, cut into numbered batches the size of the vendor's requests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from cdp.activation.destinations import Destination
+from cdp.activation.identities import IDENTITY_KINDS
+
+MEMBERS_VIEW = "activation.act_audience_members"
+PROFILES_TABLE = "marts.dim_profiles"
+IDENTITIES_TABLE = "marts.bdg_profile_identities"
+HISTORY_TABLE = "marts.fct_audience_membership_history"
+
+
+@dataclass
+class RunSummary:
+    destination: str
+    audience_id: str
+    run_key: str
+    outcome: str  # sent | partial | already_sent | dry_run
+    is_first_run: bool = False
+    rows_added: int = 0
+    rows_removed: int = 0
+    rows_in_file: int = 0
+    history_rows: int = 0
+    members_eligible: int = 0
+    excluded_by_reason: dict[str, int] = field(default_factory=dict)
+    batch_count: int = 0
+    rows_failed: int = 0
+    removals_refused: int = 0
+    export_location: str | None = None
+    sample_profile_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def identities_sql(destination: Destination) -> str:
+    """A jsonb of identity kind to the values to send, per the destination's match rule."""
+    kinds = [IDENTITY_KINDS[name] for name in destination.identities]
+
+    if destination.identity_match == "first_available":
+        branches = " ".join(
+            f"when {kind.expression} is not null "
+            f"then jsonb_build_object('{kind.name}', jsonb_build_array({kind.expression}))"
+            for kind in kinds
+        )
+        return f"coalesce(case {branches} end, '{{}}'::jsonb)"
+
+    if destination.identity_match == "all_available":
+        pairs = ", ".join(
+            f"'{kind.name}', case when {kind.expression} is not null "
+            f"then jsonb_build_array({kind.expression}) end"
+            for kind in kinds
+        )
+        return f"jsonb_strip_nulls(jsonb_build_object({pairs}))"
+
+    # every_value: each value the profile holds of each accepted kind, from the graph.
+    pairs = ", ".join(
+        f"'{kind.name}', jsonb_agg(distinct {kind.value_expression} order by "
+        f"{kind.value_expression}) filter (where namespace = '{kind.namespace}')"
+        for kind in kinds
+    )
+    return (
+        f"coalesce((select jsonb_strip_nulls(jsonb_build_object({pairs})) "
+        f"from {IDENTITIES_TABLE} where {IDENTITIES_TABLE}.profile_id = member.profile_id), "
+        "'{}'::jsonb)"
+    )
+
+
+def attributes_sql(destination: Destination) -> str:
+    if not destination.attributes:
+        return "'{}'::jsonb"
+    pairs = ", ".join(
+        f"'{field_name}', profile.\"{attribute}\""
+        for field_name, attribute in destination.attributes.items()
+    )
+    return f"jsonb_build_object({pairs})"
+
+
+def plan(cursor, destination: Destination, audience_id: str, run_key: str, batch_size: int,
+         *, share_history: bool) -> RunSummary:  # fmt: skip
+    keys = {"destination": destination.name, "audience": audience_id, "run": run_key}
+    cursor.execute(
+        "select not exists (select 1 from ops.activation_runs where destination = %(destination)s"
+        " and audience_id = %(audience)s and status in ('sent', 'partial'))",
+        keys,
+    )
+    is_first_run = cursor.fetchone()[0]
+
+    _current_members(cursor, destination, audience_id)
+    cursor.execute(
+        "select excluded_reason, count(*) from current_members"
+        " where excluded_reason is not null group by 1 order by 1"
+    )
+    excluded = {reason: count for reason, count in cursor.fetchall()}
+
+    _write_changes(cursor, destination, keys)
+    history_rows = _write_history(cursor, destination, keys) if share_history else 0
+    batch_count = _number_batches(cursor, destination, keys, batch_size)
+
+    cursor.execute(
+        """
+        select
+            count(*) filter (where change = 'add'),
+            count(*) filter (where change = 'remove'),
+            count(*) filter (where change in ('add', 'keep'))
+        from ops.activation_changes
+        where destination = %(destination)s and audience_id = %(audience)s and run_key = %(run)s
+        """,
+        keys,
+    )
+    added, removed, in_full_file = cursor.fetchone()
+    cursor.execute("select count(*) from current_members where excluded_reason is null")
+    eligible = cursor.fetchone()[0]
+    cursor.execute(
+        "select profile_id from current_members where excluded_reason is null"
+        " order by profile_id limit 5"
+    )
+    sample = [row[0] for row in cursor.fetchall()]
+
+    summary = RunSummary(
+        destination=destination.name,
+        audience_id=audience_id,
+        run_key=run_key,
+        outcome="sent",
+        is_first_run=is_first_run,
+        rows_added=added,
+        rows_removed=removed,
+        rows_in_file=in_full_file if destination.export_mode == "full_file" else added + removed,
+        history_rows=history_rows,
+        members_eligible=eligible,
+        excluded_by_reason=excluded,
+        batch_count=batch_count,
+        export_location=destination.resolved_location(),
+        sample_profile_ids=sample,
+    )
+    cursor.execute(
+        """
+        insert into ops.activation_runs
+            (destination, audience_id, run_key, status, is_first_run, export_mode,
+             rows_added, rows_removed, rows_in_file, history_rows, members_eligible,
+             excluded_by_reason, export_location, batch_count)
+        values (%s, %s, %s, 'planned', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            destination.name, audience_id, run_key, is_first_run, destination.export_mode,
+            added, removed, summary.rows_in_file, history_rows, eligible, json.dumps(excluded),
+            summary.export_location, batch_count,
+        ),
+    )  # fmt: skip
+    return summary
+
+
+def _current_members(cursor, destination: Destination, audience_id: str) -> None:
+    """Who is in the audience now, what each would be sent, and why anyone cannot be.
+
+    Consent is checked before identity: a profile without consent is never counted as
+    sendable, whatever identities it has.
+    """
+    consent = destination.consent_column
+    # Analytics and audience sharing need no channel consent: every member qualifies.
+    has_consent = f"coalesce(member.{consent}, false)" if consent else "true"
+    profile_join = (
+        f"left join {PROFILES_TABLE} as profile on profile.profile_id = member.profile_id"
+        if destination.attributes
+        else ""
+    )
+    cursor.execute(
+        f"""
+        create temporary table current_members on commit drop as
+        with member_identities as (
+            select
+                member.profile_id,
+                member.qualified_at,
+                {has_consent} as has_consent,
+                {identities_sql(destination)} as identities,
+                {attributes_sql(destination)} as attributes
+            from {MEMBERS_VIEW} as member
+            {profile_join}
+            where member.audience_id = %s
+        )
+        select
+            profile_id,
+            qualified_at,
+            identities,
+            attributes,
+            md5(identities::text) as identity_key,
+            case
+                when not has_consent then 'no_{destination.marketing_action}_consent'
+                when identities = '{{}}'::jsonb then 'no_accepted_identity'
+            end as excluded_reason
+        from member_identities
+        """,
+        (audience_id,),
+    )
+
+
+def _write_changes(cursor, destination: Destination, keys: dict) -> None:
+    """The difference between who should be there and what the destination holds."""
+    cursor.execute(
+        """
+        insert into ops.activation_changes
+            (destination, audience_id, run_key, profile_id, identity_value, change, payload)
+        select %(destination)s, %(audience)s, %(run)s, member.profile_id, member.identity_key,
+               case when held.profile_id is null then 'add' else 'keep' end,
+               jsonb_build_object('identities', member.identities,
+                                  'attributes', member.attributes,
+                                  'realised_at', member.qualified_at)
+        from current_members as member
+        left join ops.activation_state as held
+            on held.destination = %(destination)s
+            and held.audience_id = %(audience)s
+            and held.profile_id = member.profile_id
+            and held.identity_value = member.identity_key
+            and held.is_member
+        where member.excluded_reason is null
+            and (held.profile_id is null or %(keep_unchanged)s)
+        union all
+        select %(destination)s, %(audience)s, %(run)s, held.profile_id, held.identity_value,
+               'remove',
+               jsonb_build_object('identities', held.sent_identities, 'attributes', '{}'::jsonb,
+                                  'exited_at', now())
+        from ops.activation_state as held
+        left join current_members as member
+            on member.profile_id = held.profile_id
+            and member.identity_key = held.identity_value
+            and member.excluded_reason is null
+        where held.destination = %(destination)s
+            and held.audience_id = %(audience)s
+            and held.is_member
+            and member.profile_id is null
+        """,
+        {**keys, "keep_unchanged": destination.export_mode == "full_file"},
+    )
+
+
+def _write_history(cursor, destination: Destination, keys: dict) -> int:
+    """On an audience's first sharing, every membership that already ended.
+
+    A downstream audience manager learns only what it is told; without this, members
+    realised and exited before the sharing began would be lost to it. Each past range
+    is its own change, keyed by when it began.
+    """
+    cursor.execute(
+        f"""
+        insert into ops.activation_changes
+            (destination, audience_id, run_key, profile_id, identity_value, change, payload)
+        select %(destination)s, %(audience)s, %(run)s, member.profile_id,
+               'history@' || member.valid_from::text, 'history',
+               jsonb_build_object('identities', {identities_sql(destination)},
+                                  'attributes', '{{}}'::jsonb,
+                                  'realised_at', member.valid_from,
+                                  'exited_at', member.valid_to)
+        from {HISTORY_TABLE} as member
+        where member.audience_id = %(audience)s and member.valid_to is not null
+        """,
+        keys,
+    )
+    return cursor.rowcount
+
+
+def _number_batches(cursor, destination: Destination, keys: dict, batch_size: int) -> int:
+    """Cut the changes into request-sized batches: additions first, then removals.
+
+    Adding before removing keeps an audience from shrinking below a vendor's minimum
+    size in the middle of a run. In full-file mode removals are implied by the file and
+    go in no batch.
+    """
+    operations = [("add", ("history", "add", "keep"))]
+    if destination.export_mode != "full_file":
+        operations.append(("remove", ("remove",)))
+
+    next_number = 1
+    for operation, changes in operations:
+        cursor.execute(
+            """
+            with numbered as (
+                select profile_id, identity_value,
+                       %(first)s + (row_number() over (order by change, profile_id, identity_value)
+                                    - 1) / %(size)s as batch_number
+                from ops.activation_changes
+                where destination = %(destination)s and audience_id = %(audience)s
+                    and run_key = %(run)s and change = any(%(changes)s)
+            )
+            update ops.activation_changes as changed
+            set batch_number = numbered.batch_number
+            from numbered
+            where changed.destination = %(destination)s and changed.audience_id = %(audience)s
+                and changed.run_key = %(run)s and changed.profile_id = numbered.profile_id
+                and changed.identity_value = numbered.identity_value
+            """,
+            {**keys, "first": next_number, "size": batch_size, "changes": list(changes)},
+        )
+        cursor.execute(
+            """
+            insert into ops.activation_batches
+                (destination, audience_id, run_key, batch_number, operation, row_count, status)
+            select %(destination)s, %(audience)s, %(run)s, batch_number, %(operation)s, count(*),
+                   'planned'
+            from ops.activation_changes
+            where destination = %(destination)s and audience_id = %(audience)s
+                and run_key = %(run)s and change = any(%(changes)s)
+            group by batch_number
+            returning batch_number
+            """,
+            {**keys, "operation": operation, "changes": list(changes)},
+        )
+        numbers = [row[0] for row in cursor.fetchall()]
+        next_number = max(numbers, default=next_number - 1) + 1
+    return next_number - 1
