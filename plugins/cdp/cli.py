@@ -10,7 +10,8 @@ cdp audiences list|check|explain|chart   audience definitions, how each is evalu
                                          why a profile is in or out, sizes over time
 cdp airflow    Airflow standalone with these DAGs, UI on localhost
 cdp warehouse  start/stop the embedded Postgres or print its dbt environment
-cdp destinations check   validate the destination files
+cdp destinations check   validate the destination files (and their dbt exposures)
+cdp destinations runs NAME   a destination's recent runs, from the ledger
 cdp suites write|check   regenerate or check the GX suites in expectations/
 """
 
@@ -100,8 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     warehouse.add_argument("action", choices=("start", "stop", "env"))
     warehouse.set_defaults(handler=_warehouse)
 
-    destinations = commands.add_parser("destinations", help="destination files")
-    destinations.add_argument("action", choices=("check",))
+    destinations = commands.add_parser(
+        "destinations", help="destination files, their dbt exposures and recent runs"
+    )
+    destinations.add_argument("action", choices=("check", "exposures", "runs"))
+    destinations.add_argument("name", nargs="?", help="the destination, for `runs`")
+    destinations.add_argument("--limit", type=int, default=20, help="runs to show")
     destinations.set_defaults(handler=_destinations)
 
     suites = commands.add_parser("suites", help="Great Expectations suites")
@@ -375,14 +380,31 @@ def _warehouse(arguments) -> int:
 
 
 def _destinations(arguments) -> int:
-    from cdp.activation.destinations import load_all
+    from cdp.activation import catalog
 
-    for destination in load_all().values():
+    if arguments.action == "runs":
+        if not arguments.name:
+            print("name the destination: cdp destinations runs NAME", file=sys.stderr)
+            return 2
+        print(
+            catalog.render_runs(
+                arguments.name, catalog.recent_runs(arguments.name, arguments.limit)
+            )
+        )
+        return 0
+
+    destinations, problems = catalog.check_all()
+    if arguments.action == "exposures":
+        print(f"wrote {catalog.write_exposures(destinations)}")
+        return 0
+    for destination in destinations.values():
         print(
             f"{destination.name}: {destination.type}, {destination.marketing_action}, "
             f"{len(destination.audiences)} audiences, schedule {destination.schedule}"
         )
-    return 0
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _suites(arguments) -> int:

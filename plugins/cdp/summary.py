@@ -30,11 +30,12 @@ def collect() -> dict:
                 from marts.dim_audiences order by 1
             """),
             "activations": _rows(cursor, """
-                select destination, audience_id,
-                       sum(rows_added), sum(rows_removed), count(*),
-                       (array_agg(excluded_by_reason order by planned_at desc))[1]::text
+                select destination, audience_id, count(*),
+                       sum(rows_added), sum(rows_removed), sum(history_rows),
+                       sum(rows_failed), sum(removals_refused),
+                       (array_agg(excluded_by_reason order by planned_at desc))[1]
                 from ops.activation_runs
-                where status = 'sent'
+                where status in ('sent', 'partial')
                 group by 1, 2 order by 1, 2
             """),
         }  # fmt: skip
@@ -75,11 +76,20 @@ def render(facts: dict) -> str:
     lines += ["", "Audience sizes (members now, evaluation mode; `cdp audiences list` says why)"]
     lines += [f"  {audience:<30} {size:>7}  {mode}" for audience, mode, size in facts["audiences"]]
 
-    lines += ["", "Activations (destination, audience: runs, added, removed, last exclusions)"]
-    for destination, audience, added, removed, runs, excluded in facts["activations"]:
+    lines += [
+        "",
+        "Activations (destination, audience: runs, sent +added -removed (+past memberships),"
+        " failed, excluded by reason)",
+    ]
+    for destination, audience, runs, added, removed, history, failed, refused, excluded in facts[
+        "activations"
+    ]:
+        past = f" (+{history} past)" if history else ""
+        refusals = f", {refused} removals refused" if refused else ""
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(excluded.items()))
         lines.append(
-            f"  {destination:<22} {audience:<26} runs {runs:>2}  +{added:<6} -{removed:<6} "
-            f"excluded {excluded}"
+            f"  {destination:<24} {audience:<28} runs {runs:>2}  +{added:<6} -{removed:<5}"
+            f"{past} failed {failed}{refusals}; excluded: {reasons or 'none'}"
         )
 
     lines += [

@@ -83,7 +83,7 @@ def deliver_run(
     keys = {"destination": destination.name, "audience": audience.audience_id, "run": run_key}
     with warehouse.connect() as conn, conn.cursor() as cursor:
         cursor.execute(
-            "select batch_number, operation, row_count from ops.activation_batches"
+            "select batch_number, operation from ops.activation_batches"
             " where destination = %(destination)s and audience_id = %(audience)s"
             " and run_key = %(run)s and status = 'planned' order by batch_number",
             keys,
@@ -98,7 +98,7 @@ def deliver_run(
 
     counts = DeliveryCounts()
     limiter = RateLimiter(destination.rate_limit_per_second)
-    for number, operation, row_count in pending:
+    for number, operation in pending:
         batch = Batch(
             destination=destination.name,
             audience=audience,
@@ -107,7 +107,9 @@ def deliver_run(
             total=total,
             operation=operation,
             members=_members_of_batch(keys, number),
-            idempotency_key=idempotency_key(destination.name, audience.audience_id, run_key, number),
+            idempotency_key=idempotency_key(
+                destination.name, audience.audience_id, run_key, number
+            ),
         )
         _send_one(destination, connector, batch, limiter, counts)
     return counts
@@ -164,15 +166,19 @@ def _send_one(destination, connector, batch: Batch, limiter: RateLimiter, counts
                           where, len(batch.members), attempt, error)  # fmt: skip
                 return
             pause = _back_off(policy, attempt, error.retry_after)
-            log.warning("%s attempt %d failed: %s; retrying in %.2f s", where, attempt, error, pause)
+            log.warning(
+                "%s attempt %d failed: %s; retrying in %.2f s", where, attempt, error, pause
+            )
             time.sleep(pause)
             continue
 
         _record(batch, "sent", attempt, result=result)
         counts.batches_sent += 1
         counts.rows_failed += len(result.rejected)
-        log.info("%s rows=%d accepted=%d rejected=%d attempts=%d",
-                 where, len(batch.members), result.accepted, len(result.rejected), attempt)  # fmt: skip
+        log.info(
+            "%s rows=%d accepted=%d rejected=%d attempts=%d",
+            where, len(batch.members), result.accepted, len(result.rejected), attempt,
+        )  # fmt: skip
         return
 
 

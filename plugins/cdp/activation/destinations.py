@@ -227,7 +227,9 @@ def _problems(document: dict, path: Path) -> list[str]:
         if value is not None and (not isinstance(value, int | float) or value <= 0):
             problems.append(f"{key} {value!r} must be a positive number")
     retry = document.get("retry")
-    if retry is not None and (not isinstance(retry, dict) or set(retry) - set(RetryPolicy().__dict__)):
+    if retry is not None and (
+        not isinstance(retry, dict) or set(retry) - set(RetryPolicy().__dict__)
+    ):
         problems.append(
             "retry must be a mapping of attempts, initial_backoff_seconds, max_backoff_seconds"
         )
@@ -290,7 +292,9 @@ def _type_problems(document: dict, kind: DestinationType) -> list[str]:
 
     if type_name == "file_export":
         if "location" not in document:
-            problems.append("key 'location' is missing: a folder, s3://bucket/prefix or sftp://host/path")
+            problems.append(
+                "key 'location' is missing: a folder, s3://bucket/prefix or sftp://host/path"
+            )
         location = str(document.get("location", ""))
         if location.startswith(("s3://", "sftp://")) and "connection_id" not in document:
             problems.append(

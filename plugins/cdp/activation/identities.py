@@ -37,7 +37,9 @@ IDENTITY_KINDS = {
             "email_sha256", "lower-hex SHA-256 of the normalised email",
             "member.email_sha256", "email", _sha256("identity_value"), True,
         ),
-        IdentityKind("phone_e164", "the phone number in E.164, with '+'", "member.phone_e164", "phone"),
+        IdentityKind(
+            "phone_e164", "the phone number in E.164, with '+'", "member.phone_e164", "phone"
+        ),
         IdentityKind(
             "phone_sha256", "lower-hex SHA-256 of the E.164 phone, '+' included (Google)",
             _sha256("member.phone_e164"), "phone", _sha256("identity_value"), True,

@@ -102,8 +102,11 @@ def _dry_run(destination: Destination, audience: Audience, run_key: str) -> RunS
     """Plan as a real run would, report it, and roll it all back: nothing is sent."""
     type_limit = _batch_size(destination, None)
     with warehouse.connect() as conn, conn.cursor() as cursor:
-        summary = plan(cursor, destination, audience.audience_id, run_key, type_limit,
-                       share_history=_shares_history(cursor, destination, audience.audience_id))  # fmt: skip
+        shares_history = _shares_history(cursor, destination, audience.audience_id)
+        summary = plan(
+            cursor, destination, audience.audience_id, run_key, type_limit,
+            share_history=shares_history,
+        )  # fmt: skip
         conn.rollback()
     summary.outcome = "dry_run"
     return summary

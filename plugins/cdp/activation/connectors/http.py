@@ -75,11 +75,15 @@ class VendorHttp:
         try:
             response = self._client.request(method, path, json=json, headers=headers)
         except httpx.TimeoutException as error:
-            raise RetryableError(f"{self.vendor}: no answer in time ({type(error).__name__})")
+            raise RetryableError(
+                f"{self.vendor}: no answer in time ({type(error).__name__})"
+            ) from error
         except httpx.TransportError as error:
             # Refused, reset or dropped mid-answer: the request may or may not have
             # been applied, which is why every batch carries its idempotency key.
-            raise RetryableError(f"{self.vendor}: connection failed ({type(error).__name__})")
+            raise RetryableError(
+                f"{self.vendor}: connection failed ({type(error).__name__})"
+            ) from error
 
         if response.status_code < 300:
             return response.json() if response.content else {}
