@@ -2,13 +2,17 @@
 One activation DAG per destination file in `destinations/`.
 
 Each DAG sends its destination's audiences, one mapped task per audience: the first
-run sends the full membership, later runs only additions and removals, and the
-ledger (`ops.activation_runs`) makes a re-run send nothing twice. Destinations with
+run sends the full membership, later runs only additions and removals, in batches the
+vendor's size, retried inside the task on rate limits, 5xx and lost connections. The
+ledger (`ops.activation_runs`, `ops.activation_batches`) makes a re-run send nothing
+twice and sends a failed batch's rows on the next run. Destinations with
 `schedule: after_each_build` run whenever `cdp_audiences_built` is updated; the
-others run on their cron schedule.
+others run on their cron schedule. A dry run (trigger form) reports counts by reason
+and sample profile ids without sending; `cdp destinations runs NAME` shows the runs.
 
 Reading the destination files is the only work done at parse time: they are small
-local YAML files, and no warehouse or connection is touched until a task runs.
+local YAML files, and no warehouse or connection is touched until a task runs. A file
+that breaks the data-usage policy fails this import, so no DAG can send it.
 """
 
 import pendulum

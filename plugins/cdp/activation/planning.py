@@ -269,15 +269,17 @@ def _write_history(cursor, destination: Destination, keys: dict) -> int:
 
 
 def _number_batches(cursor, destination: Destination, keys: dict, batch_size: int) -> int:
-    """Cut the changes into request-sized batches: additions first, then removals.
+    """Cut the changes into request-sized batches: removals first, then additions.
 
-    Adding before removing keeps an audience from shrinking below a vendor's minimum
-    size in the middle of a run. In full-file mode removals are implied by the file and
-    go in no batch.
+    Removing first matters when a member's identities change: the old identities go,
+    then the new ones arrive, so a value the two share (the same email with a new
+    phone) ends up held rather than removed. In full-file mode removals are implied by
+    the file and go in no batch.
     """
-    operations = [("add", ("history", "add", "keep"))]
+    operations = []
     if destination.export_mode != "full_file":
         operations.append(("remove", ("remove",)))
+    operations.append(("add", ("history", "add", "keep")))
 
     next_number = 1
     for operation, changes in operations:
