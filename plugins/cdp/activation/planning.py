@@ -103,9 +103,9 @@ def plan(cursor, destination: Destination, audience_id: str, run_key: str, batch
     )
     excluded = {reason: count for reason, count in cursor.fetchall()}
 
-    _write_changes(cursor, destination, keys)
-    history_rows = _write_history(cursor, destination, keys) if share_history else 0
-    batch_count = _number_batches(cursor, destination, keys, batch_size)
+    _diff(cursor, destination, keys)
+    history_rows = _add_history(cursor, destination, keys) if share_history else 0
+    batch_count = _write_batches(cursor, destination, keys, batch_size)
 
     cursor.execute(
         """
@@ -113,10 +113,8 @@ def plan(cursor, destination: Destination, audience_id: str, run_key: str, batch
             count(*) filter (where change = 'add'),
             count(*) filter (where change = 'remove'),
             count(*) filter (where change in ('add', 'keep'))
-        from ops.activation_changes
-        where destination = %(destination)s and audience_id = %(audience)s and run_key = %(run)s
-        """,
-        keys,
+        from planned_changes
+        """
     )
     added, removed, in_full_file = cursor.fetchone()
     cursor.execute("select count(*) from current_members where excluded_reason is null")
@@ -204,17 +202,16 @@ def _current_members(cursor, destination: Destination, audience_id: str) -> None
     )
 
 
-def _write_changes(cursor, destination: Destination, keys: dict) -> None:
+def _diff(cursor, destination: Destination, keys: dict) -> None:
     """The difference between who should be there and what the destination holds."""
     cursor.execute(
         """
-        insert into ops.activation_changes
-            (destination, audience_id, run_key, profile_id, identity_value, change, payload)
-        select %(destination)s, %(audience)s, %(run)s, member.profile_id, member.identity_key,
-               case when held.profile_id is null then 'add' else 'keep' end,
+        create temporary table planned_changes on commit drop as
+        select member.profile_id, member.identity_key,
+               case when held.profile_id is null then 'add' else 'keep' end as change,
                jsonb_build_object('identities', member.identities,
                                   'attributes', member.attributes,
-                                  'realised_at', member.qualified_at)
+                                  'realised_at', member.qualified_at) as payload
         from current_members as member
         left join ops.activation_state as held
             on held.destination = %(destination)s
@@ -225,8 +222,7 @@ def _write_changes(cursor, destination: Destination, keys: dict) -> None:
         where member.excluded_reason is null
             and (held.profile_id is null or %(keep_unchanged)s)
         union all
-        select %(destination)s, %(audience)s, %(run)s, held.profile_id, held.identity_value,
-               'remove',
+        select held.profile_id, held.identity_value, 'remove',
                jsonb_build_object('identities', held.sent_identities, 'attributes', '{}'::jsonb,
                                   'exited_at', now())
         from ops.activation_state as held
@@ -243,7 +239,7 @@ def _write_changes(cursor, destination: Destination, keys: dict) -> None:
     )
 
 
-def _write_history(cursor, destination: Destination, keys: dict) -> int:
+def _add_history(cursor, destination: Destination, keys: dict) -> int:
     """On an audience's first sharing, every membership that already ended.
 
     A downstream audience manager learns only what it is told; without this, members
@@ -252,10 +248,8 @@ def _write_history(cursor, destination: Destination, keys: dict) -> int:
     """
     cursor.execute(
         f"""
-        insert into ops.activation_changes
-            (destination, audience_id, run_key, profile_id, identity_value, change, payload)
-        select %(destination)s, %(audience)s, %(run)s, member.profile_id,
-               'history@' || member.valid_from::text, 'history',
+        insert into planned_changes (profile_id, identity_key, change, payload)
+        select member.profile_id, 'history@' || member.valid_from::text, 'history',
                jsonb_build_object('identities', {identities_sql(destination)},
                                   'attributes', '{{}}'::jsonb,
                                   'realised_at', member.valid_from,
@@ -268,54 +262,51 @@ def _write_history(cursor, destination: Destination, keys: dict) -> int:
     return cursor.rowcount
 
 
-def _number_batches(cursor, destination: Destination, keys: dict, batch_size: int) -> int:
-    """Cut the changes into request-sized batches: removals first, then additions.
+def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int) -> int:
+    """Write the changes cut into request-sized batches: removals first, then additions.
 
     Removing first matters when a member's identities change: the old identities go,
     then the new ones arrive, so a value the two share (the same email with a new
     phone) ends up held rather than removed. In full-file mode removals are implied by
     the file and go in no batch.
     """
-    operations = []
-    if destination.export_mode != "full_file":
-        operations.append(("remove", ("remove",)))
-    operations.append(("add", ("history", "add", "keep")))
-
-    next_number = 1
-    for operation, changes in operations:
-        cursor.execute(
-            """
-            with numbered as (
-                select profile_id, identity_value,
-                       %(first)s + (row_number() over (order by change, profile_id, identity_value)
-                                    - 1) / %(size)s as batch_number
-                from ops.activation_changes
-                where destination = %(destination)s and audience_id = %(audience)s
-                    and run_key = %(run)s and change = any(%(changes)s)
-            )
-            update ops.activation_changes as changed
-            set batch_number = numbered.batch_number
-            from numbered
-            where changed.destination = %(destination)s and changed.audience_id = %(audience)s
-                and changed.run_key = %(run)s and changed.profile_id = numbered.profile_id
-                and changed.identity_value = numbered.identity_value
-            """,
-            {**keys, "first": next_number, "size": batch_size, "changes": list(changes)},
-        )
-        cursor.execute(
-            """
-            insert into ops.activation_batches
-                (destination, audience_id, run_key, batch_number, operation, row_count, status)
-            select %(destination)s, %(audience)s, %(run)s, batch_number, %(operation)s, count(*),
-                   'planned'
-            from ops.activation_changes
-            where destination = %(destination)s and audience_id = %(audience)s
-                and run_key = %(run)s and change = any(%(changes)s)
-            group by batch_number
-            returning batch_number
-            """,
-            {**keys, "operation": operation, "changes": list(changes)},
-        )
-        numbers = [row[0] for row in cursor.fetchall()]
-        next_number = max(numbers, default=next_number - 1) + 1
-    return next_number - 1
+    cursor.execute(
+        """
+        insert into ops.activation_changes
+            (destination, audience_id, run_key, profile_id, identity_value, change, payload,
+             batch_number)
+        select %(destination)s, %(audience)s, %(run)s, profile_id, identity_key, change, payload,
+               case
+                   when change = 'remove' and %(full_file)s then null
+                   when change = 'remove' then (position - 1) / %(size)s + 1
+                   else removal_batches + (position - 1) / %(size)s + 1
+               end
+        from (
+            select *,
+                   row_number() over (
+                       partition by change = 'remove' order by change, profile_id, identity_key
+                   ) as position,
+                   case when %(full_file)s then 0 else
+                       (count(*) filter (where change = 'remove') over () + %(size)s - 1)
+                       / %(size)s
+                   end as removal_batches
+            from planned_changes
+        ) as numbered
+        """,
+        {**keys, "size": batch_size, "full_file": destination.export_mode == "full_file"},
+    )
+    cursor.execute(
+        """
+        insert into ops.activation_batches
+            (destination, audience_id, run_key, batch_number, operation, row_count, status)
+        select %(destination)s, %(audience)s, %(run)s, batch_number,
+               case when bool_or(change = 'remove') then 'remove' else 'add' end, count(*),
+               'planned'
+        from ops.activation_changes
+        where destination = %(destination)s and audience_id = %(audience)s
+            and run_key = %(run)s and batch_number is not null
+        group by batch_number
+        """,
+        keys,
+    )
+    return cursor.rowcount

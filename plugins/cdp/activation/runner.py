@@ -115,6 +115,8 @@ def _dry_run(destination: Destination, audience: Audience, run_key: str) -> RunS
 @contextlib.contextmanager
 def _one_run_at_a_time(destination: Destination, audience_id: str):
     with warehouse.connect() as conn, conn.cursor() as cursor:
+        # A session lock, outside any transaction: the run's own work commits as it goes.
+        conn.autocommit = True
         key = f"cdp_activation/{destination.name}/{audience_id}"
         cursor.execute("select pg_advisory_lock(hashtext(%s))", (key,))
         try:
