@@ -29,6 +29,15 @@ def collect() -> dict:
                 select audience_id, evaluation_mode, realised_member_count
                 from marts.dim_audiences order by 1
             """),
+            "streaming_disagreements": _rows(cursor, """
+                select disagreements.audience_id, count(*)
+                from marts.fct_audience_streaming_disagreements as disagreements
+                where disagreements.build_evaluated_at = (
+                    select max(evaluated_at) from marts.fct_audience_evaluations
+                    where evaluation_kind = 'build'
+                )
+                group by 1 order by 1
+            """),
             "activations": _rows(cursor, """
                 select destination, audience_id,
                        sum(rows_added), sum(rows_removed), count(*),
@@ -74,6 +83,15 @@ def render(facts: dict) -> str:
 
     lines += ["", "Audience sizes (members now, evaluation mode; `cdp audiences list` says why)"]
     lines += [f"  {audience:<30} {size:>7}  {mode}" for audience, mode, size in facts["audiences"]]
+
+    disagreements = facts["streaming_disagreements"]
+    total = sum(count for _, count in disagreements)
+    lines += [
+        "",
+        f"Streaming and build disagreements at the last build: {total}"
+        + ("" if total else " (every streaming verdict checked agreed)"),
+    ]
+    lines += [f"  {audience:<30} {count:>7} profiles" for audience, count in disagreements]
 
     lines += ["", "Activations (destination, audience: runs, added, removed, last exclusions)"]
     for destination, audience, added, removed, runs, excluded in facts["activations"]:
