@@ -25,10 +25,6 @@ def collect() -> dict:
                 select namespace, count(*) from marts.bdg_profile_identities
                 group by 1 order by 1
             """),
-            "audiences": _rows(cursor, """
-                select audience_id, evaluation_mode, realised_member_count
-                from marts.dim_audiences order by 1
-            """),
             "streaming_disagreements": _rows(cursor, """
                 select disagreements.audience_id, count(*)
                 from marts.fct_audience_streaming_disagreements as disagreements
@@ -37,6 +33,10 @@ def collect() -> dict:
                     where evaluation_kind = 'build'
                 )
                 group by 1 order by 1
+            """),
+            "audiences": _rows(cursor, """
+                select audience_id, evaluation_mode, realised_member_count
+                from marts.dim_audiences order by 1
             """),
             "activations": _rows(cursor, """
                 select destination, audience_id,
@@ -81,9 +81,6 @@ def render(facts: dict) -> str:
         + ", ".join(f"{namespace} {count}" for namespace, count in facts["identities"])
     )
 
-    lines += ["", "Audience sizes (members now, evaluation mode; `cdp audiences list` says why)"]
-    lines += [f"  {audience:<30} {size:>7}  {mode}" for audience, mode, size in facts["audiences"]]
-
     disagreements = facts["streaming_disagreements"]
     total = sum(count for _, count in disagreements)
     lines += [
@@ -92,6 +89,9 @@ def render(facts: dict) -> str:
         + ("" if total else " (every streaming verdict checked agreed)"),
     ]
     lines += [f"  {audience:<30} {count:>7} profiles" for audience, count in disagreements]
+
+    lines += ["", "Audience sizes (members now, evaluation mode; `cdp audiences list` says why)"]
+    lines += [f"  {audience:<30} {size:>7}  {mode}" for audience, mode, size in facts["audiences"]]
 
     lines += ["", "Activations (destination, audience: runs, added, removed, last exclusions)"]
     for destination, audience, added, removed, runs, excluded in facts["activations"]:
