@@ -82,11 +82,11 @@ def render(facts: dict) -> str:
     )
 
     disagreements = facts["streaming_disagreements"]
-    total = sum(count for _, count in disagreements)
+    disagreeing = sum(count for _, count in disagreements)
     lines += [
         "",
-        f"Streaming and build disagreements at the last build: {total}"
-        + ("" if total else " (every streaming verdict checked agreed)"),
+        f"Streaming and build disagreements at the last build: {disagreeing}"
+        + ("" if disagreeing else " (every streaming verdict checked agreed)"),
     ]
     lines += [f"  {audience:<30} {count:>7} profiles" for audience, count in disagreements]
 
