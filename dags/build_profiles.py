@@ -7,7 +7,9 @@ with every test. Runs once a day, so audiences with relative windows ("in the la
 days") move on even when no file arrives, and whenever CRM or loyalty rows are
 promoted, since those change who a profile is. New orders and clickstream move
 streaming audiences at once (**evaluate_streaming_audiences**) and reach everything
-else at the next build.
+else at the next build. The build also judges the streaming path's verdicts since
+the previous build and logs where it found them wrong
+(`marts.fct_audience_streaming_disagreements`; profile ids and counts only).
 
 Announces `cdp_audiences_built`, which starts the destinations that activate after
 each build.
@@ -33,10 +35,11 @@ from cdp.assets import AUDIENCES_BUILT, PROMOTED_RECORD_BATCHES
 def build_profiles():
     @task(outlets=[AUDIENCES_BUILT])
     def run_dbt_build() -> dict:
-        from cdp import transform
+        from cdp import audience_disagreements, transform
 
         results = transform.run_dbt("build")
-        return {"nodes": len(results)}
+        disagreements = audience_disagreements.log_latest_build()
+        return {"nodes": len(results), "streaming_disagreements": disagreements.count}
 
     run_dbt_build()
 

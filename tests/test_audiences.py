@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdp import cli, samples, settings, transform, warehouse
+from cdp import audience_docs, audiences, cli, samples, settings, transform, warehouse
 from tests.conftest import _admin_connection, _with_database, land_and_promote, query
 
 DEFINITIONS = Path("models/intermediate/audiences/audiences.yml")
@@ -350,6 +350,50 @@ def test_an_edited_audience_is_reclassified_at_the_next_compile(
     assert lines[lines.index(row) + 1].strip() == (
         "streaming: product_view events within the last 12 hours"
     )
+
+
+# ------------------------------------------------------------------------- dbt docs
+
+
+def test_the_committed_docs_table_lists_every_audience_with_its_mode(built_warehouse):
+    listed = audiences.catalog()
+
+    assert audience_docs.stale_problem(listed) is None, "run `cdp audiences docs` and commit"
+    modes = dict(query("select audience_id, evaluation_mode from marts.dim_audiences"))
+    rows = [line for line in audience_docs.doc_path().read_text().splitlines() if "| `" in line]
+    assert len(rows) == len(shipped_audiences())
+    for row in rows:
+        audience_id, _, mode = (cell.strip(" `*") for cell in row.strip("|").split("|")[:3])
+        assert mode == modes[audience_id], row
+
+
+def test_check_fails_on_a_stale_docs_table_and_docs_brings_dbt_docs_up_to_date(
+    built_warehouse, tmp_path, monkeypatch, capsys
+):
+    edited = shipped_audiences()
+    engaged = next(entry for entry in edited if entry["id"] == "engaged_browsers")
+    engaged["rule"]["event"]["within_last"] = {"hours": 12}
+    project = project_copy(tmp_path, edited, monkeypatch)
+
+    exit_code, output = cdp(capsys, "audiences", "check")
+    assert exit_code == 1
+    assert f"{audience_docs.DOC_FILE} does not match the audience definitions" in output
+    assert "run `cdp audiences docs` and commit it" in output
+
+    exit_code, output = cdp(capsys, "audiences", "docs")
+    assert exit_code == 0, output
+    assert cdp(capsys, "audiences", "check")[0] == 0
+
+    # What `dbt docs generate` publishes: the description as parsed into the manifest.
+    transform.run_dbt("parse", "--target-path", str(tmp_path / "parsed"))
+    manifest = json.loads((tmp_path / "parsed" / "manifest.json").read_text())
+    description = manifest["nodes"]["model.cdp.dim_audiences"]["description"]
+    assert project == settings.DBT_PROJECT_DIR
+    assert (
+        "| `engaged_browsers` | Engaged browsers | **streaming** | "
+        "streaming: product_view events within the last 12 hours | ecommerce |"
+    ) in description
+    assert description.count("| **batch** |") == 8, "engaged_browsers was the ninth"
 
 
 # -------------------------------------------------------------------------- explain

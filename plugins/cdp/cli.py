@@ -6,8 +6,9 @@ cdp demo       generate (first time only), run, and print the summary
 cdp summary    print what the warehouse holds now
 cdp explain    why an identity (or profile id) belongs to its profile
 cdp backfill   evaluate audiences as of each day of a range, through the audience DAG
-cdp audiences list|check|explain|chart   audience definitions, how each is evaluated,
-                                         why a profile is in or out, sizes over time
+cdp audiences list|check|docs|explain|chart   audience definitions, how each is
+                                         evaluated (also written for dbt docs), why a
+                                         profile is in or out, sizes over time
 cdp airflow    Airflow standalone with these DAGs, UI on localhost
 cdp warehouse  start/stop the embedded Postgres or print its dbt environment
 cdp destinations check   validate the destination files (and their dbt exposures)
@@ -122,8 +123,13 @@ def _add_audience_commands(commands) -> None:
     listing = actions.add_parser("list", help="each audience, its mode (streaming/batch), why")
     listing.set_defaults(handler=_audiences_list)
 
-    check = actions.add_parser("check", help="validate the definitions through dbt")
+    check = actions.add_parser(
+        "check", help="validate the definitions through dbt; check the dbt docs table"
+    )
     check.set_defaults(handler=_audiences_check)
+
+    docs = actions.add_parser("docs", help="write each audience's mode and reason for dbt docs")
+    docs.set_defaults(handler=_audiences_docs)
 
     explain = actions.add_parser("explain", help="why a profile is in an audience or not")
     explain.add_argument("audience_id", help="the audience's id")
@@ -339,14 +345,33 @@ def _audiences_list(arguments) -> int:
 
 
 def _audiences_check(arguments) -> int:
-    from cdp import audiences
+    from cdp import audience_docs, audiences
 
+    if not audience_docs.doc_path().exists():
+        print(f"error: {audience_docs.stale_problem([])}", file=sys.stderr)
+        return 1
     try:
         listed = audiences.catalog()
     except audiences.AudienceDefinitionError as error:
         print(error, file=sys.stderr)
         return 1
     print(audiences.render_check(listed))
+
+    stale = audience_docs.stale_problem(listed)
+    if stale:
+        print(f"error: {stale}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _audiences_docs(arguments) -> int:
+    from cdp import audience_docs, audiences
+
+    audience_docs.ensure_exists()
+    listed = audiences.catalog()
+    path = audience_docs.write(listed)
+    print(f"wrote the evaluation modes of {len(listed)} audiences to {path}")
+    print("`dbt docs generate` shows them in dim_audiences' description")
     return 0
 
 

@@ -25,6 +25,15 @@ def collect() -> dict:
                 select namespace, count(*) from marts.bdg_profile_identities
                 group by 1 order by 1
             """),
+            "streaming_disagreements": _rows(cursor, """
+                select disagreements.audience_id, count(*)
+                from marts.fct_audience_streaming_disagreements as disagreements
+                where disagreements.build_evaluated_at = (
+                    select max(evaluated_at) from marts.fct_audience_evaluations
+                    where evaluation_kind = 'build'
+                )
+                group by 1 order by 1
+            """),
             "audiences": _rows(cursor, """
                 select audience_id, evaluation_mode, realised_member_count
                 from marts.dim_audiences order by 1
@@ -72,6 +81,15 @@ def render(facts: dict) -> str:
         "Identities: "
         + ", ".join(f"{namespace} {count}" for namespace, count in facts["identities"])
     )
+
+    disagreements = facts["streaming_disagreements"]
+    disagreeing = sum(count for _, count in disagreements)
+    lines += [
+        "",
+        f"Streaming and build disagreements at the last build: {disagreeing}"
+        + ("" if disagreeing else " (every streaming verdict checked agreed)"),
+    ]
+    lines += [f"  {audience:<30} {count:>7} profiles" for audience, count in disagreements]
 
     lines += ["", "Audience sizes (members now, evaluation mode; `cdp audiences list` says why)"]
     lines += [f"  {audience:<30} {size:>7}  {mode}" for audience, mode, size in facts["audiences"]]
