@@ -138,6 +138,8 @@ class S3Drop:
             message = f"{where}, {doing}: S3 answered {code} {details.get('Message', '')}"
             if code in _S3_RETRYABLE_CODES or status >= 500:
                 raise RetryableError(message.strip()) from error
+            if code in ("NoSuchKey", "404") and "bucket" not in doing:
+                raise PermanentError(message.strip() + "; the file is not there") from error
             raise PermanentError(
                 message.strip() + "; check the bucket name and the connection's keys"
             ) from error

@@ -55,6 +55,8 @@ class StandInSftpServer:
         self.renames = 0
         self.refused_logins = 0
         self.dropped_connections = 0
+        # Paths (as the client named them) in the order files arrived under their names.
+        self.arrivals: list[str] = []
 
         self._faults: list[_DropFault] = []
         self._lock = threading.Lock()
@@ -196,6 +198,7 @@ class _RootedSftp(asyncssh.SFTPServer):
         if fault is not None and not fault.applied:
             self._drop()
         super().posix_rename(oldpath, newpath)
+        self._stand_in.arrivals.append(newpath.decode())
         if fault is not None:
             self._drop()
         return None
