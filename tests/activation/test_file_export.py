@@ -500,6 +500,39 @@ def test_an_unreachable_sftp_server_is_retryable(monkeypatch):
     connector.close()
 
 
+def test_an_sftp_server_that_never_answers_is_retryable(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PARTNER_SFTP",
+        json.dumps({"conn_type": "sftp", "login": "cdp", "password": "x",
+                    "extra": {"no_host_key_check": True}}),
+    )  # fmt: skip
+    with socket.socket() as silent:  # accepts the TCP connection, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        connector = FileExportConnector(
+            FileDestination(f"sftp://127.0.0.1:{port}/exports", connection_id="partner_sftp",
+                            timeout_seconds=0.3)
+        )  # fmt: skip
+        with pytest.raises(RetryableError, match="partner_sftp"):
+            connector.open_audience(AUDIENCE)
+        connector.close()
+
+
+def test_the_connection_host_and_port_win_over_the_location(sftp_server, monkeypatch):
+    # As shipped in destinations/partner_sftp_drop.yml: the demo repoints the connection.
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNER_SFTP", "")  # removed again after the test
+    sftp_server.use_for_demo_destinations("partner_sftp")
+    connector = connector_for(
+        FileDestination("sftp://partner/incoming/cdp", connection_id="partner_sftp")
+    )
+    send_run(connector, "run-1", [], [member(1)])
+    connector.close()
+
+    arrived = sftp_server.root / "incoming" / "cdp" / AUDIENCE.audience_id / "run-1"
+    assert [path.name for path in arrived.iterdir()] == ["additions-00001.csv"]
+
+
 def test_a_missing_bucket_is_permanent_and_names_the_connection(s3_endpoint, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_PARTNER_S3", airflow_connection_uri(s3_endpoint))
     connector = FileExportConnector(

@@ -4,7 +4,9 @@ The location is `sftp://host[:port]/path`: the path is absolute on the server, o
 relative to the login's home folder when it starts with `/~/`. The connection
 (conn_type sftp, as Airflow's SFTP provider reads it) gives the login and either a
 password or, in its extra, `private_key` (the key's text) or `key_file` (a path),
-with `private_key_passphrase` when the key is encrypted. The server's host key is
+with `private_key_passphrase` when the key is encrypted. Its host and port, when set,
+take precedence over the location's, as an API destination's base URL lives in its
+connection: the same destination file then reaches a test or demo server. The server's host key is
 checked against the extra's `host_key` (OpenSSH public key form) when given, else
 against ~/.ssh/known_hosts; `no_host_key_check: true` turns the check off.
 
@@ -38,10 +40,10 @@ class SftpDrop:
     def __init__(self, location: str, connection, connection_id: str,
                  timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS):  # fmt: skip
         parsed = urlparse(location)
-        if parsed.scheme != "sftp" or not parsed.hostname:
+        if parsed.scheme != "sftp" or not (parsed.hostname or connection.host):
             raise ValueError(f"location {location!r} is not an sftp://host/path URL")
-        self.host = parsed.hostname
-        self.port = parsed.port or connection.port or 22
+        self.host = connection.host or parsed.hostname
+        self.port = connection.port or parsed.port or 22
         self.root = parsed.path.rstrip("/") or "/"
         if self.root.startswith("/~/") or self.root == "/~":
             self.root = self.root[3:] or "."  # relative to the login's home folder
@@ -136,6 +138,8 @@ class SftpDrop:
             return future.result()
         except Exception as error:
             translated = self._translate(error, doing)
+            if translated is error:
+                raise
             if isinstance(translated, RetryableError):
                 # The link is in an unknown state: the next operation logs in afresh.
                 asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop).result(5)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ import asyncssh
 
 log = logging.getLogger(__name__)
 
+# The connection the shipped partner_sftp_drop destination names.
+DEMO_CONNECTION_ID = "cdp_partner_sftp"
 DEFAULT_USER = "cdp-exports"
 DEFAULT_PASSWORD = "stand-in-password"
 
@@ -105,6 +108,10 @@ class StandInSftpServer:
                 "extra": {"host_key": self.host_public_key, **extra},
             }
         )
+
+    def use_for_demo_destinations(self, connection_id: str = DEMO_CONNECTION_ID) -> None:
+        """Point the demo's SFTP destination at this server (its location's path is kept)."""
+        os.environ[f"AIRFLOW_CONN_{connection_id.upper()}"] = self.airflow_connection()
 
     def location(self, folder: str = "exports") -> str:
         return f"sftp://127.0.0.1:{self.port}/{folder.strip('/')}"
