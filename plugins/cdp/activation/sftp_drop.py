@@ -52,6 +52,11 @@ class SftpDrop:
         self.timeout_seconds = timeout_seconds
         self._options = _connect_options(connection, connection_id)
 
+        # asyncssh logs every channel opened and closed at INFO; a run's log keeps to
+        # one line per batch. Its warnings and errors still show.
+        if logging.getLogger("asyncssh").level == logging.NOTSET:
+            logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
         # asyncssh is asynchronous and the runner is not: the drop owns an event loop
         # in a thread of its own, whatever loop (if any) the caller runs in.
         self._loop = asyncio.new_event_loop()

@@ -71,6 +71,8 @@ class StandInSftpServer:
 
     def start(self) -> StandInSftpServer:
         self.root.mkdir(parents=True, exist_ok=True)
+        if logging.getLogger("asyncssh").level == logging.NOTSET:
+            logging.getLogger("asyncssh").setLevel(logging.WARNING)  # a line per channel
         self._thread.start()
         self._listener = self._call(self._listen())
         self.port = self._listener.get_port()
