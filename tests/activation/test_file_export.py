@@ -335,6 +335,15 @@ def test_full_file_parts_are_named_members(tmp_path):
     assert store.names(f"{AUDIENCE.audience_id}/run-3/") == ["manifest.json", *parts]
 
 
+def test_an_empty_full_file_run_writes_a_manifest_of_no_parts(tmp_path):
+    connector = connector_for(FileDestination(str(tmp_path), export_mode="full_file"))
+    manifest = connector.finish_run(AUDIENCE, "run-4", [])
+
+    folder = tmp_path / AUDIENCE.audience_id / "run-4"
+    assert [path.name for path in folder.iterdir()] == ["manifest.json"]
+    assert (manifest["rows"], manifest["files"]) == (0, [])
+
+
 def test_airflow_run_ids_make_a_safe_folder_name(tmp_path):
     run_key = "scheduled__2026-03-01T06:00:00+00:00"
     connector = connector_for(FileDestination(str(tmp_path)))

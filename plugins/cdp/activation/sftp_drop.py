@@ -64,6 +64,8 @@ class SftpDrop:
         self._thread.start()
         self._ssh: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
+        # Folders known to exist: makedirs costs a round trip per path component.
+        self._folders: set[str] = set()
 
     # -- the FileDrop interface ------------------------------------------------------
 
@@ -117,8 +119,9 @@ class SftpDrop:
 
     async def _makedirs(self, folder: str) -> None:
         sftp = await self._session()
-        if folder not in ("", ".", "/"):
+        if folder not in ("", ".", "/") and folder not in self._folders:
             await sftp.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
 
     async def _session(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
