@@ -137,6 +137,7 @@ class SftpDrop:
         if self._ssh is not None:
             self._ssh.abort()
         self._sftp = self._ssh = None
+        self._folders.clear()
 
     def _run(self, coroutine, doing: str):
         """Run one operation on the drop's loop, with a timeout and the runner's errors."""
