@@ -88,7 +88,9 @@ def test_open_audience_creates_a_customer_list_once_and_finds_it_again(
     assert len(vendor.audiences) == 1
 
 
-def test_adds_then_removes_hold_exactly_the_hashes_meta_expects(vendor, meta_destination, connector):
+def test_adds_then_removes_hold_exactly_the_hashes_meta_expects(
+    vendor, meta_destination, connector
+):
     audience_id = connector.open_audience(AUDIENCE)
 
     added = connector.send(batch_of(meta_destination, audience_id, "add", members(), 1, 2))

@@ -43,7 +43,11 @@ SCHEMA_KEYS = {
     "COUNTRY", "MADID", "EXTERN_ID",
 }  # fmt: skip
 UNHASHED_KEYS = {"MADID", "EXTERN_ID"}
-CUSTOMER_FILE_SOURCES = {"USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED"}
+CUSTOMER_FILE_SOURCES = {
+    "USER_PROVIDED_ONLY",
+    "PARTNER_PROVIDED_ONLY",
+    "BOTH_USER_AND_PARTNER_PROVIDED",
+}
 # Meta documents no minimum size for removals; the code is this stand-in's, and the
 # connector (plugins/cdp/activation/connectors/meta_custom_audiences.py) knows it.
 REMOVAL_BELOW_MINIMUM_SUBCODE = 1_870_034
@@ -121,7 +125,8 @@ class MetaCustomAudiencesStandIn(StandInVendor):
         if body.get("customer_file_source") not in CUSTOMER_FILE_SOURCES:
             raise VendorError(
                 400,
-                "(#100) customer_file_source must be one of " + ", ".join(sorted(CUSTOMER_FILE_SOURCES)),
+                "(#100) customer_file_source must be one of "
+                + ", ".join(sorted(CUSTOMER_FILE_SOURCES)),
             )
         audience_id = str(next(self._ids))
         self.audiences[audience_id] = {
@@ -240,7 +245,8 @@ def _checked_payload(payload) -> tuple[list[str], list[list[str]]]:
     if unknown:
         raise VendorError(
             400,
-            f"(#100) Unknown schema key(s) {unknown}; use keys from " + ", ".join(sorted(SCHEMA_KEYS)),
+            f"(#100) Unknown schema key(s) {unknown}; use keys from "
+            + ", ".join(sorted(SCHEMA_KEYS)),
         )
     if len(set(schema)) != len(schema):
         raise VendorError(400, "(#100) payload.schema names a key twice")
@@ -281,9 +287,7 @@ def _check_row(index: int, row, schema: list[str]) -> None:
 
 def _checked_session(session) -> dict:
     if not isinstance(session, dict):
-        raise VendorError(
-            400, "(#100) session is required: session_id, batch_seq, last_batch_flag"
-        )
+        raise VendorError(400, "(#100) session is required: session_id, batch_seq, last_batch_flag")
     for field, kind in (("session_id", int), ("batch_seq", int), ("last_batch_flag", bool)):
         value = session.get(field)
         if value is None:

@@ -65,7 +65,11 @@ DEFAULT_API_VERSION = "v25.0"
 MAX_ROWS = 10_000
 # Identity kind -> Meta schema key, in the order the columns are sent.
 SCHEMA_KEYS = {"email_sha256": "EMAIL", "phone_digits_sha256": "PHONE"}
-CUSTOMER_FILE_SOURCES = ("USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED")
+CUSTOMER_FILE_SOURCES = (
+    "USER_PROVIDED_ONLY",
+    "PARTNER_PROVIDED_ONLY",
+    "BOTH_USER_AND_PARTNER_PROVIDED",
+)
 THROTTLING_CODES = {4, 17, 32, 613, 80003}
 INVALID_TOKEN_CODE = 190
 # Our vendors' refusal to shrink an audience below its floor (see plugins/cdp/vendors/).
@@ -126,7 +130,9 @@ class MetaCustomAudiencesConnector:
                 "description": audience.description[:100],
             },
         )
-        log.info("Meta: created custom audience %s for audience %s", created["id"], audience.audience_id)
+        log.info(
+            "Meta: created custom audience %s for audience %s", created["id"], audience.audience_id
+        )
         return str(created["id"])
 
     def _find_custom_audience(self, name: str) -> str | None:
@@ -155,7 +161,9 @@ class MetaCustomAudiencesConnector:
         if not batch.audience.vendor_audience_id:
             raise PermanentError("Meta: the batch has no custom audience id; open_audience first")
         if len(batch.members) > MAX_ROWS:
-            raise PermanentError(f"Meta takes at most {MAX_ROWS} rows a request, not {len(batch.members)}")
+            raise PermanentError(
+                f"Meta takes at most {MAX_ROWS} rows a request, not {len(batch.members)}"
+            )
 
         rows, row_owners, rejected = [], [], {}
         for member in batch.members:
@@ -226,7 +234,9 @@ class GraphHttp(VendorHttp):
         code, subcode = error.get("code"), error.get("error_subcode")
         message = f"Meta answered {response.status_code}: {str(error.get('message'))[:300]}"
         if code in THROTTLING_CODES:
-            return RetryableError(f"{message} (throttled)", retry_after=retry_after_seconds(response))
+            return RetryableError(
+                f"{message} (throttled)", retry_after=retry_after_seconds(response)
+            )
         if subcode == REMOVAL_BELOW_MINIMUM_SUBCODE:
             return RemovalRefused(message)
         if code == INVALID_TOKEN_CODE:
