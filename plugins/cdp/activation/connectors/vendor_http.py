@@ -91,6 +91,7 @@ class VendorHttp:
         own_reading = self.vendor_error(response)
         if own_reading is not None:
             raise own_reading
+
         message = f"{self.vendor} answered {response.status_code}: {vendor_message(response)}"
         if response.status_code == 429:
             raise RetryableError(message, retry_after=retry_after_seconds(response))
