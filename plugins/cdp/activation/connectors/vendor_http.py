@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from cdp.activation.connectors.base import PermanentError, RetryableError
+from cdp.activation.connectors.base import DeliveryError, PermanentError, RetryableError
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -88,6 +88,10 @@ class VendorHttp:
         if response.status_code < 300:
             return response.json() if response.content else {}
 
+        own_reading = self.vendor_error(response)
+        if own_reading is not None:
+            raise own_reading
+
         message = f"{self.vendor} answered {response.status_code}: {vendor_message(response)}"
         if response.status_code == 429:
             raise RetryableError(message, retry_after=retry_after_seconds(response))
@@ -96,6 +100,14 @@ class VendorHttp:
         if response.status_code in (401, 403):
             raise PermanentError(f"{message} (check the credentials in the Airflow connection)")
         raise PermanentError(message)
+
+    def vendor_error(self, response: httpx.Response) -> DeliveryError | None:
+        """A vendor's own reading of an error answer, consulted before the generic one.
+
+        Subclasses override it where a vendor words an outcome in its body rather than
+        its status: Meta answers throttling with 400 and a code, for instance.
+        """
+        return None
 
     def close(self) -> None:
         self._client.close()
