@@ -82,6 +82,9 @@ class StandInVendor:
     def authorized(self, headers) -> bool:
         return headers.get("Authorization") == f"Bearer {self.token}"
 
+    def check_headers(self, headers) -> None:
+        """Raise VendorError to refuse a request on its headers (a missing API version)."""
+
     def idempotency_key(self, headers, body: dict) -> str | None:
         return headers.get("Idempotency-Key")
 
@@ -171,6 +174,10 @@ class StandInVendor:
         if not self.authorized(request.headers):
             error = VendorError(401, "invalid or missing access token")
             return Answer(401, self.error_body(error))
+        try:
+            self.check_headers(request.headers)
+        except VendorError as error:
+            return Answer(error.status, self.error_body(error))
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
