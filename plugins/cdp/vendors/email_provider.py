@@ -29,13 +29,14 @@ MERGE_TAG = re.compile(r"^[A-Z0-9_]{1,10}$")
 STATUSES = {"subscribed", "unsubscribed", "cleaned", "pending", "transactional"}
 TITLES = {400: "Invalid Resource", 401: "API Key Invalid", 404: "Resource Not Found"}
 LIST_ID = r"(?P<list_id>[0-9a-z]+)"
+DEFAULT_LIST_ID = "a1b2c3d4e5"  # the list a stand-in starts with, for the demo's settings
 
 
 class EmailProviderStandIn(StandInVendor):
     name = "email_provider"
     token = "local-mailchimp-key-us1"
 
-    def __init__(self, list_ids: tuple[str, ...] = ("a1b2c3d4e5",)):
+    def __init__(self, list_ids: tuple[str, ...] = (DEFAULT_LIST_ID,)):
         # list id -> email -> {"status", "merge_fields"}
         self.lists: dict[str, dict[str, dict]] = {list_id: {} for list_id in list_ids}
         # segment id -> {"list_id", "name"}; members live in the base's `members`.
