@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -340,3 +341,14 @@ def test_rows_refused_inside_a_batch_come_back_by_profile_id(vendor, connector):
     retried = connector.send(make_batch(audience, "add", everyone[:2], run_key="run-2"))
     assert retried.accepted == 2 and retried.rejected == {}
     assert all(vendor.applied_adds[("vip_customers", f"p{n}")] == 1 for n in range(4))
+
+
+def test_no_identity_reaches_the_logs(vendor, connector, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow sets it to WARNING
+    audience = opened(connector)
+
+    connector.send(make_batch(audience, "add", [person(1)], number=1))
+
+    assert "batchAdd" in caplog.text
+    assert "@example.com" not in caplog.text and "+44" not in caplog.text

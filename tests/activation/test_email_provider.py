@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 
 import httpx
 import pytest
@@ -280,3 +281,15 @@ def test_an_address_not_on_the_list_is_refused_alone_not_the_whole_request(vendo
     assert answer.status_code == 200
     assert answer.json()["errors"][0]["email_addresses"] == ["stranger@example.com"]
     assert vendor.members[audience.vendor_audience_id] == set()
+
+
+def test_no_address_reaches_the_logs(vendor, connector, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow sets it to WARNING
+    audience = opened(connector)
+
+    connector.send(make_batch(audience, "add", people(3), number=1))
+    connector.send(make_batch(audience, "remove", people(3), number=2))
+
+    assert "segments" in caplog.text
+    assert "@example.com" not in caplog.text

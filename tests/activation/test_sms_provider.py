@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
@@ -291,3 +293,16 @@ def test_a_member_without_a_phone_is_refused_alone(vendor, connector):
 
     assert result.accepted == 1
     assert result.rejected == {"p9": "no phone_e164 identity to send"}
+
+
+def test_no_phone_number_reaches_the_logs(vendor, connector, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow sets it to WARNING
+    audience = opened(connector)
+    everyone = people(3)
+
+    connector.send(make_batch(audience, "add", everyone, number=1))
+    connector.send(make_batch(audience, "remove", everyone, number=2))
+
+    assert "/profiles" in caplog.text  # the lookup was logged, without its filter
+    assert not any(phone(n) in caplog.text or phone(n)[1:] in caplog.text for n in range(3))

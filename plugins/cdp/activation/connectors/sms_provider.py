@@ -42,6 +42,8 @@ import logging
 from collections import defaultdict
 from urllib.parse import quote
 
+import httpx
+
 from cdp.activation.connectors.base import Audience, Batch, BatchResult, Member, PermanentError
 from cdp.activation.connectors.vendor_http import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -50,6 +52,24 @@ from cdp.activation.connectors.vendor_http import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class _NoPhonesInRequestLogs(logging.Filter):
+    """httpx logs every request's URL at INFO; the list lookup's URL holds phone numbers.
+
+    Airflow's logging config keeps httpx at WARNING, but a deployment may lower it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) > 1 and isinstance(args[1], httpx.URL) and b"phone_number" in args[1].query:
+            record.args = (args[0], args[1].copy_with(query=None), *args[2:])
+        return True
+
+
+_httpx_log = logging.getLogger("httpx")
+if not any(isinstance(f, _NoPhonesInRequestLogs) for f in _httpx_log.filters):
+    _httpx_log.addFilter(_NoPhonesInRequestLogs())
 
 REVISION = "2026-07-15"
 MAX_PROFILES_PER_BATCH = 100  # the list lookup's page size; a subscribe job takes 1,000
