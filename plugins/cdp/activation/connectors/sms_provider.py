@@ -19,15 +19,20 @@ Endpoints used:
     Klaviyo takes up to 1,000 profiles a job and answers 202 with no body: the job
     runs later, so there are no per-row failures to read back, and the stand-in's
     `partial` fault does not apply here. The runner sends only members with SMS
-    marketing consent, which is why every profile states it.
+    marketing consent, which is why every profile states it. Use single opt-in
+    lists: on a double opt-in list Klaviyo texts each new profile for confirmation
+    and adds it only once confirmed. Accounts with SMS age-gating also need a date of
+    birth per profile, which this connector does not send.
 - GET  /api/lists/{id}/profiles?filter=any(phone_number,[...])&page[size]=100
     then DELETE /api/lists/{id}/relationships/profiles  {"data": [{"type": "profile",
     "id"}]} for removals. Leaving an audience is not withdrawing consent, so removal
     takes the profile off the list (Remove Profiles from List) and never calls Bulk
     Unsubscribe (profile-subscription-bulk-delete-jobs), which would end the
-    person's SMS subscription everywhere. That endpoint wants Klaviyo profile ids,
-    hence the lookup, which pages at most 100 profiles: a batch is therefore at
-    most 100 members, in both directions.
+    person's SMS subscription everywhere. Remove Profiles from List wants Klaviyo's
+    profile ids, hence the lookup, which pages at most 100 profiles: a batch is
+    therefore at most 100 members, in both directions. Its rate limit is the
+    tightest (10/s burst, 150/min steady; the others 75/s, 750/min), so keep
+    `rate_limit_per_second` at 2 or less for destinations that remove a lot.
 
 Klaviyo has no idempotency key, but subscribing a subscribed list member and
 removing a profile no longer on the list both change nothing, so a batch whose answer
