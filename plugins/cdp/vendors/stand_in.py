@@ -15,6 +15,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -71,14 +72,18 @@ class StandInVendor:
     def register_routes(self) -> None:
         raise NotImplementedError
 
-    def route(self, method: str, pattern: str, handler) -> None:
-        self._routes.append((method, re.compile(f"^{pattern}$"), handler))
+    def route(self, method: str, pattern: str, handler, *, query: bool = False) -> None:
+        """`query=True` hands the handler the parsed query string as `query` (name -> values)."""
+        self._routes.append((method, re.compile(f"^{pattern}$"), handler, query))
 
     def error_body(self, error: VendorError) -> dict:
         return {"error": {"message": error.message, **error.details}}
 
     def authorized(self, headers) -> bool:
         return headers.get("Authorization") == f"Bearer {self.token}"
+
+    def check_headers(self, headers) -> None:
+        """Raise VendorError to refuse a request on its headers (a missing API version)."""
 
     def idempotency_key(self, headers, body: dict) -> str | None:
         return headers.get("Idempotency-Key")
@@ -123,7 +128,10 @@ class StandInVendor:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # A short poll interval so that stop() returns at once, not half a second later.
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
@@ -138,7 +146,7 @@ class StandInVendor:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
         path = request.path.split("?", 1)[0]
-        handler, arguments = self._match(method, path)
+        handler, arguments = self._match(method, path, parse_qs(urlsplit(request.path).query))
         fault = self._next_fault(path)
 
         if fault is not None and fault.kind == "drop_before":
@@ -167,6 +175,10 @@ class StandInVendor:
             error = VendorError(401, "invalid or missing access token")
             return Answer(401, self.error_body(error))
         try:
+            self.check_headers(request.headers)
+        except VendorError as error:
+            return Answer(error.status, self.error_body(error))
+        try:
             body = json.loads(raw) if raw else {}
         except ValueError:
             return Answer(400, self.error_body(VendorError(400, "body is not valid JSON")))
@@ -185,11 +197,14 @@ class StandInVendor:
                 self._answers_by_key[key] = answer
             return answer
 
-    def _match(self, method: str, path: str):
-        for route_method, pattern, handler in self._routes:
+    def _match(self, method: str, path: str, query: dict[str, list[str]]):
+        for route_method, pattern, handler, wants_query in self._routes:
             found = pattern.match(path)
             if route_method == method and found:
-                return handler, found.groupdict()
+                arguments = found.groupdict()
+                if wants_query:
+                    arguments["query"] = query
+                return handler, arguments
         return None, {}
 
     def _next_fault(self, path: str) -> Fault | None:
@@ -202,10 +217,12 @@ class StandInVendor:
 
 
 def _respond(request: BaseHTTPRequestHandler, answer: Answer) -> None:
-    payload = json.dumps(answer.body).encode()
+    # A 204 carries no body: bytes after its headers would be read as the next answer.
+    payload = b"" if answer.status == 204 else json.dumps(answer.body).encode()
     request.send_response(answer.status)
-    request.send_header("Content-Type", "application/json")
-    request.send_header("Content-Length", str(len(payload)))
+    if answer.status != 204:
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(payload)))
     for name, value in answer.headers.items():
         request.send_header(name, value)
     request.end_headers()
