@@ -12,6 +12,7 @@ import csv
 import hashlib
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp import samples
+from cdp import samples, settings
 from cdp.local_s3 import DEMO_CONNECTION_ID, airflow_connection_uri, start_local_s3
 from tests.conftest import query, warehouse_kinds
 
@@ -48,8 +49,15 @@ def read_truth(truth_dir: Path, name: str) -> list[dict]:
 @pytest.fixture
 def flow_env(warehouse_env, tmp_path) -> dict[str, str]:
     endpoint = start_local_s3(("cdp-exports",))
+    # The file exports only: API destinations are covered against their stand-ins in
+    # tests/activation and tests/test_activation_runs.py.
+    destinations = tmp_path / "destinations"
+    destinations.mkdir()
+    for name in ("email_file_drop_local.yml", "email_file_drop_s3.yml"):
+        shutil.copy(settings.DESTINATIONS_DIR / name, destinations / name)
     return {
         **warehouse_env,
+        "CDP_DESTINATIONS_DIR": str(destinations),
         "CDP_EXPORTS_DIR": str(tmp_path / "exports"),
         f"AIRFLOW_CONN_{DEMO_CONNECTION_ID.upper()}": airflow_connection_uri(endpoint),
     }

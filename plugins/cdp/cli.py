@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--landing", default=None, help="folder or s3://bucket/prefix (default CDP_LANDING_URL)"
     )
+    run.add_argument(
+        "--local-vendors",
+        action="store_true",
+        help="deliver API and SFTP destinations to local stand-ins (as the demo does)",
+    )
     run.set_defaults(handler=_run)
 
     demo = commands.add_parser("demo", help="sample data end to end, with a local S3")
@@ -193,6 +198,10 @@ def _run(arguments) -> int:
 
     landing_url = arguments.landing or settings.landing_url()
     orchestration.prepare_airflow()
+    if getattr(arguments, "local_vendors", False):
+        from cdp.vendors import sandbox
+
+        sandbox.start_for_destinations()
     log_path = settings.state_dir() / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     if arguments.verbose:
         log_path = "the output above"
@@ -270,6 +279,7 @@ def _output_to(path: Path):
 
 def _demo(arguments) -> int:
     from cdp import local_s3, samples
+    from cdp.vendors import sandbox
 
     landing = Path(settings.landing_url())
     if not any(landing.glob("*/*")):
@@ -279,6 +289,8 @@ def _demo(arguments) -> int:
 
     # The S3 destination writes to a local S3 protocol server for the demo.
     local_s3.use_for_demo_destinations(local_s3.start_local_s3(DEMO_BUCKETS))
+    # Every other destination type delivers to a local stand-in of its vendor.
+    sandbox.start_for_destinations()
     arguments.landing = str(landing)
     return _run(arguments)
 
@@ -289,6 +301,7 @@ def _airflow(arguments) -> int:
     import time
 
     from cdp import local_s3, orchestration, warehouse
+    from cdp.vendors import sandbox
 
     orchestration.prepare_airflow()
     os.environ["AIRFLOW__API__PORT"] = str(arguments.port)
@@ -301,6 +314,8 @@ def _airflow(arguments) -> int:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     print(f"warehouse: {warehouse.address().describe()}")
     local_s3.use_for_demo_destinations(local_s3.start_local_s3(DEMO_BUCKETS))
+    # Every other destination type delivers to a local stand-in of its vendor.
+    sandbox.start_for_destinations()
 
     standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
     passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"

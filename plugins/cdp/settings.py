@@ -57,3 +57,8 @@ def reports_dir() -> Path:
 def exports_dir() -> Path:
     """Default root for the local-folder file export destination."""
     return Path(os.environ.get("CDP_EXPORTS_DIR", state_dir() / "exports"))
+
+
+def destinations_dir() -> Path:
+    """The destination files; CDP_DESTINATIONS_DIR points a run at another set of them."""
+    return Path(os.environ.get("CDP_DESTINATIONS_DIR", DESTINATIONS_DIR))

@@ -135,7 +135,7 @@ class Destination:
 
 def load_all(directory: Path | None = None) -> dict[str, Destination]:
     """Every destination file in the folder, by destination name."""
-    directory = directory or settings.DESTINATIONS_DIR
+    directory = directory or settings.destinations_dir()
     destinations: dict[str, Destination] = {}
     for path in sorted(directory.glob("*.yml")):
         destination = parse_file(path)
