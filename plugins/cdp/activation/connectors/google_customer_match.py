@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import replace
 
 import httpx
 
@@ -55,7 +54,6 @@ from cdp.activation.connectors.base import (
 )
 from cdp.activation.connectors.vendor_http import (
     DEFAULT_TIMEOUT_SECONDS,
-    VendorEndpoint,
     VendorHttp,
     endpoint_from_connection,
 )
@@ -89,7 +87,7 @@ class GoogleCustomerMatchConnector:
         self.user_lists = {str(k): str(v) for k, v in (settings.get("user_lists") or {}).items()}
         self.kinds = _identity_kinds(destination.name, destination.identities)
 
-        endpoint = _with_default_base_url(endpoint_from_connection(destination.connection_id))
+        endpoint = endpoint_from_connection(destination.connection_id, DEFAULT_BASE_URL)
         self._http = DataManagerHttp(
             "Google Data Manager",
             endpoint,
@@ -270,10 +268,3 @@ def _identity_kinds(destination: str, identities) -> list[str]:
             "list at least one of them"
         )
     return kinds
-
-
-def _with_default_base_url(endpoint: VendorEndpoint) -> VendorEndpoint:
-    """A connection with no host talks to Google itself."""
-    if endpoint.base_url.rstrip(":/") in ("", "https", "http"):
-        return replace(endpoint, base_url=DEFAULT_BASE_URL)
-    return endpoint

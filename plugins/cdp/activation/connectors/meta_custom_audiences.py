@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
 from urllib.parse import urlencode
 
 import httpx
@@ -52,7 +51,6 @@ from cdp.activation.connectors.base import (
 )
 from cdp.activation.connectors.vendor_http import (
     DEFAULT_TIMEOUT_SECONDS,
-    VendorEndpoint,
     VendorHttp,
     endpoint_from_connection,
     retry_after_seconds,
@@ -94,7 +92,7 @@ class MetaCustomAudiencesConnector:
         self.kinds = _schema_kinds(destination.name, destination.identities)
         self.batch_size = min(destination.batch_size or MAX_ROWS, MAX_ROWS)
 
-        endpoint = _with_default_base_url(endpoint_from_connection(destination.connection_id))
+        endpoint = endpoint_from_connection(destination.connection_id, DEFAULT_BASE_URL)
         self._http = GraphHttp(
             "Meta",
             endpoint,
@@ -310,10 +308,3 @@ def _schema_kinds(destination: str, identities) -> list[str]:
             "list at least one of them"
         )
     return kinds
-
-
-def _with_default_base_url(endpoint: VendorEndpoint) -> VendorEndpoint:
-    """A connection with no host talks to Meta itself."""
-    if endpoint.base_url.rstrip(":/") in ("", "https", "http"):
-        return replace(endpoint, base_url=DEFAULT_BASE_URL)
-    return endpoint

@@ -30,8 +30,11 @@ class VendorEndpoint:
     extra: dict
 
 
-def endpoint_from_connection(connection_id: str) -> VendorEndpoint:
-    """The base URL is the connection's host (with schema and port); the token its password."""
+def endpoint_from_connection(connection_id: str, default_base_url: str = "") -> VendorEndpoint:
+    """The base URL is the connection's host (with schema and port); the token its password.
+
+    A connection with no host talks to the vendor itself, at `default_base_url`.
+    """
     from cdp.activation.file_drop import airflow_connection
 
     connection = airflow_connection(connection_id)
@@ -41,8 +44,11 @@ def endpoint_from_connection(connection_id: str) -> VendorEndpoint:
         host = f"{scheme}://{host}"
     if connection.port:
         host = f"{host}:{connection.port}"
+    base_url = host.rstrip("/")
+    if default_base_url and base_url.rstrip(":/") in ("", "https", "http"):
+        base_url = default_base_url
     return VendorEndpoint(
-        base_url=host.rstrip("/"),
+        base_url=base_url,
         token=connection.password or "",
         extra=connection.extra_dejson,
     )
