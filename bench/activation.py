@@ -1,10 +1,10 @@
 """Activation throughput: identities hashed and delivered per second to a local vendor.
 
 Fills a scratch warehouse with one audience of N members (email and phone each, all
-consenting), starts the Google Customer Match stand-in on localhost, and runs the real
-activation path: planning (hashing in the warehouse, the diff, the ledger), then
-10,000-member requests over HTTP, each confirmed in the ledger. A second run, with
-nothing changed, shows the cost of a run that sends nothing.
+consenting), starts the Google Customer Match stand-in on localhost in a process of
+its own, and runs the real activation path: planning (hashing in the warehouse, the
+diff, the ledger), then 10,000-member requests over HTTP, each confirmed in the
+ledger. A second run, with nothing changed, shows the cost of a run that sends nothing.
 
     python -m bench.activation [--members 1000000] [--destination google_customer_match]
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import time
 from contextlib import closing
@@ -45,9 +46,9 @@ def main() -> None:
     fill_audience(options.members)
 
     from cdp.activation import runner
-    from cdp.vendors.sandbox import start_stand_in
 
-    _vendor, connection = start_stand_in(options.destination)
+    vendor = StandInProcess(options.destination)
+    connection = vendor.connection
     destination = make_destination(options.destination, timeout_seconds=60.0)
     os.environ[f"AIRFLOW_CONN_{destination.connection_id.upper()}"] = json.dumps(connection)
     # Quiet per-batch lines: a hundred of them would drown the figures.
@@ -75,6 +76,48 @@ def main() -> None:
           f"{delivered:.1f} s")  # fmt: skip
     print(f"  a second run with nothing to send: {idle_seconds:.1f} s")
     print(f"  warehouse: {warehouse.address().describe()}")
+
+    held, most_applied = vendor.report()
+    vendor.stop()
+    print(f"  the vendor holds {held:,} identities; the most any was applied: {most_applied}")
+    if held != identities or most_applied != 1:
+        raise SystemExit("the vendor does not hold exactly what the ledger says was sent once")
+
+
+class StandInProcess:
+    """The vendor stand-in in a process of its own, as a real vendor would be.
+
+    In this process it would share the interpreter lock with the sender and make
+    activation look slower than it is.
+    """
+
+    def __init__(self, destination_type: str):
+        context = multiprocessing.get_context("fork")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(
+            target=_serve_stand_in, args=(destination_type, child_end), daemon=True
+        )
+        self._process.start()
+        self.connection = self._pipe.recv()
+
+    def report(self) -> tuple[int, int]:
+        self._pipe.send("report")
+        return self._pipe.recv()
+
+    def stop(self) -> None:
+        self._pipe.send("stop")
+        self._process.join(timeout=10)
+
+
+def _serve_stand_in(destination_type: str, pipe) -> None:
+    from cdp.vendors.sandbox import start_stand_in
+
+    vendor, connection = start_stand_in(destination_type)
+    pipe.send(connection)
+    while pipe.recv() == "report":
+        held = sum(len(values) for values in vendor.members.values())
+        pipe.send((held, max(vendor.applied_adds.values(), default=0)))
+    vendor.stop()
 
 
 def use_bench_database() -> None:

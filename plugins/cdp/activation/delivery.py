@@ -118,22 +118,21 @@ def deliver_run(
 def _members_of_batch(keys: dict, number: int) -> tuple[Member, ...]:
     with warehouse.connect() as conn, conn.cursor() as cursor:
         cursor.execute(
-            "select profile_id, payload from ops.activation_changes"
+            "select members from ops.activation_payloads"
             " where destination = %(destination)s and audience_id = %(audience)s"
-            " and run_key = %(run)s and batch_number = %(number)s"
-            " order by profile_id, identity_value",
+            " and run_key = %(run)s and batch_number = %(number)s",
             {**keys, "number": number},
         )
-        rows = cursor.fetchall()
+        (members,) = cursor.fetchone()
     return tuple(
         Member(
-            profile_id=profile_id,
-            identities=payload.get("identities") or {},
-            attributes=payload.get("attributes") or {},
-            realised_at=payload.get("realised_at"),
-            exited_at=payload.get("exited_at"),
+            profile_id=member["profile_id"],
+            identities=member.get("identities") or {},
+            attributes=member.get("attributes") or {},
+            realised_at=member.get("realised_at"),
+            exited_at=member.get("exited_at"),
         )
-        for profile_id, payload in rows
+        for member in members
     )
 
 
@@ -201,7 +200,8 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
         "status": "planned" if keep_planned else status,
         "attempts": attempts,
         "accepted": result.accepted if result else 0,
-        "rejected": len(result.rejected) if result else 0,
+        "rejected": json.dumps(result.rejected if result else {}),
+        "rejected_count": len(result.rejected) if result else 0,
         "response": json.dumps(result.vendor_response) if result else None,
         "error": error,
     }
@@ -210,85 +210,88 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
             """
             update ops.activation_batches
             set status = %(status)s, attempts = attempts + %(attempts)s,
-                rows_accepted = %(accepted)s, rows_rejected = %(rejected)s,
+                rows_accepted = %(accepted)s, rows_rejected = %(rejected_count)s,
                 vendor_response = %(response)s, error = %(error)s, finished_at = now()
             where destination = %(destination)s and audience_id = %(audience)s
                 and run_key = %(run)s and batch_number = %(number)s
             """,
             params,
         )
-        if status != "sent":
-            cursor.execute(
-                """
-                update ops.activation_changes set status = %(status)s, reason = %(error)s
-                where destination = %(destination)s and audience_id = %(audience)s
-                    and run_key = %(run)s and batch_number = %(number)s
-                """,
-                {**params, "status": status},
-            )
-            return
+        if keep_planned:
+            return  # sent again, with the same payload, when the run is finished
 
+        if status == "sent":
+            _apply_to_state(cursor, batch.operation, params)
+        # The ledger keeps one row per member and its outcome; rows the vendor named
+        # inside an accepted batch are 'rejected', with its reason.
         cursor.execute(
             """
-            update ops.activation_changes set status = 'sent'
+            insert into ops.activation_changes
+                (destination, audience_id, run_key, profile_id, identity_value, change,
+                 batch_number, status, reason)
+            select batch.destination, batch.audience_id, batch.run_key, member.profile_id,
+                   member.identity_key, member.change, batch.batch_number,
+                   case when %(rejected)s::jsonb ? member.profile_id then 'rejected'
+                        else %(status)s end,
+                   coalesce(%(rejected)s::jsonb ->> member.profile_id, %(error)s)
+            from ops.activation_payloads as batch
+            cross join lateral jsonb_to_recordset(batch.members)
+                as member(profile_id text, identity_key text, change text)
+            where batch.destination = %(destination)s and batch.audience_id = %(audience)s
+                and batch.run_key = %(run)s and batch.batch_number = %(number)s
+            """,
+            params,
+        )
+        # Answered: what was sent is no longer needed, and may hold addresses.
+        cursor.execute(
+            """
+            delete from ops.activation_payloads
             where destination = %(destination)s and audience_id = %(audience)s
                 and run_key = %(run)s and batch_number = %(number)s
             """,
             params,
         )
+
+
+def _apply_to_state(cursor, operation: str, params: dict) -> None:
+    """What the destination holds now, from the batch's rows the vendor did not refuse."""
+    if operation == "add":
         cursor.execute(
             """
-            update ops.activation_changes as changed
-            set status = 'rejected', reason = rejected.reason
-            from jsonb_each_text(%(rejected)s::jsonb) as rejected(profile_id, reason)
-            where changed.destination = %(destination)s and changed.audience_id = %(audience)s
-                and changed.run_key = %(run)s and changed.batch_number = %(number)s
-                and changed.profile_id = rejected.profile_id
+            insert into ops.activation_state as held
+                (destination, audience_id, profile_id, identity_value, is_member,
+                 added_run_key, sent_identities)
+            select %(destination)s, %(audience)s, member.profile_id, member.identity_key, true,
+                   %(run)s, member.identities
+            from ops.activation_payloads as batch
+            cross join lateral jsonb_to_recordset(batch.members)
+                as member(profile_id text, identity_key text, change text, identities jsonb)
+            where batch.destination = %(destination)s and batch.audience_id = %(audience)s
+                and batch.run_key = %(run)s and batch.batch_number = %(number)s
+                and member.change in ('add', 'keep')
+                and not %(rejected)s::jsonb ? member.profile_id
+            on conflict (destination, audience_id, profile_id, identity_value) do update
+                set is_member = true, added_run_key = excluded.added_run_key,
+                    sent_identities = excluded.sent_identities,
+                    removed_run_key = null, updated_at = now()
             """,
-            {**params, "rejected": json.dumps(result.rejected)},
+            params,
         )
-        _apply_to_state(cursor, params)
+        return
 
-
-def _apply_to_state(cursor, params: dict) -> None:
-    """What the destination holds now; the payload is no longer needed in the ledger."""
-    cursor.execute(
-        """
-        insert into ops.activation_state as held
-            (destination, audience_id, profile_id, identity_value, is_member, added_run_key,
-             sent_identities)
-        select destination, audience_id, profile_id, identity_value, true, run_key,
-               payload -> 'identities'
-        from ops.activation_changes
-        where destination = %(destination)s and audience_id = %(audience)s
-            and run_key = %(run)s and batch_number = %(number)s
-            and change in ('add', 'keep') and status = 'sent'
-        on conflict (destination, audience_id, profile_id, identity_value) do update
-            set is_member = true, added_run_key = excluded.added_run_key,
-                sent_identities = excluded.sent_identities,
-                removed_run_key = null, updated_at = now()
-        """,
-        params,
-    )
     cursor.execute(
         """
         update ops.activation_state as held
         set is_member = false, removed_run_key = %(run)s, sent_identities = null,
             updated_at = now()
-        from ops.activation_changes as sent
-        where sent.destination = %(destination)s and sent.audience_id = %(audience)s
-            and sent.run_key = %(run)s and sent.batch_number = %(number)s
-            and sent.change = 'remove' and sent.status = 'sent'
-            and held.destination = sent.destination and held.audience_id = sent.audience_id
-            and held.profile_id = sent.profile_id and held.identity_value = sent.identity_value
-        """,
-        params,
-    )
-    cursor.execute(
-        """
-        update ops.activation_changes set payload = null
-        where destination = %(destination)s and audience_id = %(audience)s
-            and run_key = %(run)s and batch_number = %(number)s and status = 'sent'
+        from ops.activation_payloads as batch
+        cross join lateral jsonb_to_recordset(batch.members)
+            as member(profile_id text, identity_key text)
+        where batch.destination = %(destination)s and batch.audience_id = %(audience)s
+            and batch.run_key = %(run)s and batch.batch_number = %(number)s
+            and not %(rejected)s::jsonb ? member.profile_id
+            and held.destination = batch.destination and held.audience_id = batch.audience_id
+            and held.profile_id = member.profile_id and held.identity_value = member.identity_key
         """,
         params,
     )

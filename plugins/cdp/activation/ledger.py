@@ -4,10 +4,15 @@
   exclusions by reason, failures, refused removals.
 - `ops.activation_batches`: one row per request-sized batch of a run: its operation,
   rows, attempts, the vendor's answer (request ids, counts) or error.
-- `ops.activation_changes`: one row per profile a run adds, removes or (full files)
-  keeps, with its batch. Written before anything is sent, so an interrupted run is
-  finished with exactly the same content. What is sent (`payload`) is cleared once
-  the vendor confirmed it: the ledger keeps hashes and ids forever, not addresses.
+- `ops.activation_payloads`: one row per batch not yet answered, holding exactly what
+  it sends (identities, attributes). Written at planning, before anything is sent, so
+  an interrupted run is finished with the same content; deleted once the vendor
+  answered, so the ledger keeps hashes and ids forever, never addresses.
+- `ops.activation_changes`: one row per profile an answered batch added, removed,
+  kept (full files) or shared from history, with its outcome (sent, rejected, failed,
+  refused) and the vendor's reason. Written once, when the vendor answered; a full
+  file's removals, which travel in no batch, are written at planning and settled
+  with the manifest.
 - `ops.activation_state`: one row per destination, audience and profile identity key:
   what the destination holds after the last confirmed batch, and the identities it
   holds them under (needed to remove them later; cleared once removed).
@@ -77,7 +82,6 @@ create table if not exists ops.activation_changes (
 );
 alter table ops.activation_changes
     add column if not exists batch_number integer,
-    add column if not exists payload jsonb,
     add column if not exists status text not null default 'planned',
     add column if not exists reason text;
 alter table ops.activation_changes drop constraint if exists activation_changes_change_check;
@@ -85,6 +89,17 @@ alter table ops.activation_changes add constraint activation_changes_change_chec
     check (change in ('add', 'remove', 'keep', 'history'));
 create index if not exists activation_changes_by_batch
     on ops.activation_changes (destination, audience_id, run_key, batch_number);
+-- Earlier versions kept each change's payload on its row; batches now carry it.
+alter table ops.activation_changes drop column if exists payload;
+
+create table if not exists ops.activation_payloads (
+    destination text not null,
+    audience_id text not null,
+    run_key text not null,
+    batch_number integer not null,
+    members jsonb not null,
+    primary key (destination, audience_id, run_key, batch_number)
+);
 
 create table if not exists ops.activation_state (
     destination text not null,
@@ -114,3 +129,13 @@ def ensure_ledger_tables(cursor) -> None:
     # Mapped tasks start together; the lock keeps their DDL from racing.
     cursor.execute("select pg_advisory_xact_lock(hashtext('cdp_activation_ledger'))")
     cursor.execute(LEDGER_DDL)
+
+
+def refresh_statistics(cursor) -> None:
+    """Let the planner see how much each destination holds before a run diffs against it.
+
+    Autovacuum catches up with a bulk write only minutes later; until then Postgres
+    takes the state for nearly empty and joins it to the audience row by row, which
+    for a million members costs hours instead of seconds.
+    """
+    cursor.execute("analyze ops.activation_state")

@@ -175,7 +175,9 @@ def _current_members(cursor, destination: Destination, audience_id: str) -> None
     cursor.execute(
         f"""
         create temporary table current_members on commit drop as
-        with member_identities as (
+        -- Materialized: inlined, the identities (and their hashing) would be computed
+        -- once for each use below.
+        with member_identities as materialized (
             select
                 member.profile_id,
                 member.qualified_at,
@@ -200,6 +202,9 @@ def _current_members(cursor, destination: Destination, audience_id: str) -> None
         """,
         (audience_id,),
     )
+    # A fresh temporary table has no statistics; without them the diff's joins guess
+    # one row and loop over every pair.
+    cursor.execute("analyze current_members")
 
 
 def _diff(cursor, destination: Destination, keys: dict) -> None:
@@ -269,18 +274,20 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
     then the new ones arrive, so a value the two share (the same email with a new
     phone) ends up held rather than removed. In full-file mode removals are implied by
     the file and go in no batch.
+
+    Each batch's payload is one row holding all its members, in the order they are
+    sent: written once, read once, and replaced by one ledger row per member with its
+    outcome once the vendor has answered.
     """
     cursor.execute(
         """
-        insert into ops.activation_changes
-            (destination, audience_id, run_key, profile_id, identity_value, change, payload,
-             batch_number)
-        select %(destination)s, %(audience)s, %(run)s, profile_id, identity_key, change, payload,
+        create temporary table numbered_changes on commit drop as
+        select profile_id, identity_key, change, payload,
                case
                    when change = 'remove' and %(full_file)s then null
                    when change = 'remove' then (position - 1) / %(size)s + 1
                    else removal_batches + (position - 1) / %(size)s + 1
-               end
+               end as batch_number
         from (
             select *,
                    row_number() over (
@@ -293,7 +300,24 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
             from planned_changes
         ) as numbered
         """,
-        {**keys, "size": batch_size, "full_file": destination.export_mode == "full_file"},
+        {"size": batch_size, "full_file": destination.export_mode == "full_file"},
+    )
+    cursor.execute(
+        """
+        insert into ops.activation_payloads
+            (destination, audience_id, run_key, batch_number, members)
+        select %(destination)s, %(audience)s, %(run)s, batch_number,
+               jsonb_agg(
+                   payload || jsonb_build_object(
+                       'profile_id', profile_id, 'identity_key', identity_key, 'change', change
+                   )
+                   order by profile_id, identity_key
+               )
+        from numbered_changes
+        where batch_number is not null
+        group by batch_number
+        """,
+        keys,
     )
     cursor.execute(
         """
@@ -302,11 +326,24 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
         select %(destination)s, %(audience)s, %(run)s, batch_number,
                case when bool_or(change = 'remove') then 'remove' else 'add' end, count(*),
                'planned'
-        from ops.activation_changes
-        where destination = %(destination)s and audience_id = %(audience)s
-            and run_key = %(run)s and batch_number is not null
+        from numbered_changes
+        where batch_number is not null
         group by batch_number
         """,
         keys,
     )
-    return cursor.rowcount
+    batch_count = cursor.rowcount
+
+    # A full file's removals travel in no batch: recorded now, settled with the manifest.
+    cursor.execute(
+        """
+        insert into ops.activation_changes
+            (destination, audience_id, run_key, profile_id, identity_value, change, status)
+        select %(destination)s, %(audience)s, %(run)s, profile_id, identity_key, change,
+               'planned'
+        from numbered_changes
+        where batch_number is null
+        """,
+        keys,
+    )
+    return batch_count

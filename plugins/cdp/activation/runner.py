@@ -23,7 +23,7 @@ from cdp.activation.connectors.base import Audience, Connector
 from cdp.activation.connectors.registry import open_connector
 from cdp.activation.delivery import DeliveryCounts, DeliveryIncomplete, deliver_run
 from cdp.activation.destinations import Destination
-from cdp.activation.ledger import ensure_ledger_tables
+from cdp.activation.ledger import ensure_ledger_tables, refresh_statistics
 from cdp.activation.planning import RunSummary, plan
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ def activate_audience(
                 finished.outcome = "already_sent"
                 return finished
 
+            with warehouse.connect() as conn, conn.cursor() as cursor:
+                refresh_statistics(cursor)
             with warehouse.connect() as conn, conn.cursor() as cursor:
                 plan(cursor, destination, audience_id, run_key, _batch_size(destination, connector),
                      share_history=_shares_history(cursor, destination, audience_id))  # fmt: skip
@@ -216,6 +218,14 @@ def _finish(destination, connector, audience: Audience, run_key: str, counts: De
                     and held.audience_id = sent.audience_id
                     and held.profile_id = sent.profile_id
                     and held.identity_value = sent.identity_value
+                """,
+                keys,
+            )
+            cursor.execute(
+                """
+                update ops.activation_changes set status = 'sent'
+                where destination = %(destination)s and audience_id = %(audience)s
+                    and run_key = %(run)s and change = 'remove' and batch_number is null
                 """,
                 keys,
             )
