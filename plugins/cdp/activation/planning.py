@@ -104,7 +104,11 @@ def plan(cursor, destination: Destination, audience_id: str, run_key: str, batch
     excluded = {reason: count for reason, count in cursor.fetchall()}
 
     _diff(cursor, destination, keys)
-    history_rows = _add_history(cursor, destination, keys) if share_history else 0
+    history_rows = 0
+    if share_history:
+        history_rows, past_without_identity = _add_history(cursor, destination, keys)
+        if past_without_identity:
+            excluded["no_accepted_identity_in_history"] = past_without_identity
     batch_count = _write_batches(cursor, destination, keys, batch_size)
 
     cursor.execute(
@@ -239,27 +243,40 @@ def _diff(cursor, destination: Destination, keys: dict) -> None:
     )
 
 
-def _add_history(cursor, destination: Destination, keys: dict) -> int:
+def _add_history(cursor, destination: Destination, keys: dict) -> tuple[int, int]:
     """On an audience's first sharing, every membership that already ended.
 
     A downstream audience manager learns only what it is told; without this, members
     realised and exited before the sharing began would be lost to it. Each past range
-    is its own change, keyed by when it began.
+    is its own change, keyed by when it began. A past member with none of the accepted
+    identities left (a profile since merged into another) cannot be sent: it is
+    counted, not planned, or the manager would refuse the whole batch.
+
+    Returns the ranges planned and the ranges left out for want of an identity.
     """
     cursor.execute(
         f"""
-        insert into planned_changes (profile_id, identity_key, change, payload)
-        select member.profile_id, 'history@' || member.valid_from::text, 'history',
-               jsonb_build_object('identities', {identities_sql(destination)},
-                                  'attributes', '{{}}'::jsonb,
-                                  'realised_at', member.valid_from,
-                                  'exited_at', member.valid_to)
+        create temporary table past_memberships on commit drop as
+        select member.profile_id, member.valid_from, member.valid_to,
+               {identities_sql(destination)} as identities
         from {HISTORY_TABLE} as member
         where member.audience_id = %(audience)s and member.valid_to is not null
         """,
         keys,
     )
-    return cursor.rowcount
+    cursor.execute(
+        """
+        insert into planned_changes (profile_id, identity_key, change, payload)
+        select profile_id, 'history@' || valid_from::text, 'history',
+               jsonb_build_object('identities', identities, 'attributes', '{}'::jsonb,
+                                  'realised_at', valid_from, 'exited_at', valid_to)
+        from past_memberships
+        where identities <> '{}'::jsonb
+        """
+    )
+    planned = cursor.rowcount
+    cursor.execute("select count(*) from past_memberships where identities = '{}'::jsonb")
+    return planned, cursor.fetchone()[0]
 
 
 def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int) -> int:
