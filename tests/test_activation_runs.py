@@ -388,6 +388,28 @@ def test_first_sharing_backfills_history_once_per_audience(warehouse_env, stand_
     assert vendor.requests_received["batch_add"] == 2
 
 
+def test_history_the_manager_refused_goes_again_next_run(warehouse_env, stand_in):
+    vendor, destination = stand_in("audience_sharing")
+    set_audience(people(2))
+    add_profiles([Person("p900", email="left@example.com")])
+    set_history([("p001", day(2), day(5)), ("p900", day(3), day(8))])
+    vendor.inject(Fault("partial", share=1.0, path_pattern="batchAdd"))
+
+    refused = runner.activate_audience(destination, AUDIENCE, "run-1")
+    assert (refused.outcome, refused.history_rows, refused.rows_failed) == ("partial", 2, 4)
+    assert not vendor.memberships[AUDIENCE]
+
+    # Not the first sharing any more, yet the refused past periods are sent again.
+    again = runner.activate_audience(destination, AUDIENCE, "run-2")
+    assert (again.outcome, again.rows_added, again.history_rows) == ("sent", 2, 2)
+    assert ended_periods(vendor.memberships[AUDIENCE]) == {
+        ("p001", day(2), day(5)), ("p900", day(3), day(8)),
+    }  # fmt: skip
+
+    settled = runner.activate_audience(destination, AUDIENCE, "run-3")
+    assert (settled.rows_added, settled.history_rows, settled.batch_count) == (0, 0, 0)
+
+
 def ended_periods(periods: dict) -> set[tuple]:
     return {(profile_id, realised_at, period["exited_at"])
             for (profile_id, realised_at), period in periods.items()

@@ -206,17 +206,6 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
         "error": error,
     }
     with warehouse.connect() as conn, conn.cursor() as cursor:
-        cursor.execute(
-            """
-            update ops.activation_batches
-            set status = %(status)s, attempts = attempts + %(attempts)s,
-                rows_accepted = %(accepted)s, rows_rejected = %(rejected)s,
-                vendor_response = %(response)s, error = %(error)s, finished_at = now()
-            where destination = %(destination)s and audience_id = %(audience)s
-                and run_key = %(run)s and batch_number = %(number)s
-            """,
-            params,
-        )
         if status != "sent":
             cursor.execute(
                 """
@@ -226,6 +215,7 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
                 """,
                 {**params, "status": status},
             )
+            _record_batch(cursor, params)
             return
 
         cursor.execute(
@@ -247,7 +237,25 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
             """,
             {**params, "rejected": json.dumps(result.rejected)},
         )
+        # Counted in rows, not profiles: a profile shared with its history has a row per
+        # past membership besides its current one, and a refusal covers them all.
+        params["rejected"] = cursor.rowcount
+        _record_batch(cursor, params)
         _apply_to_state(cursor, params)
+
+
+def _record_batch(cursor, params: dict) -> None:
+    cursor.execute(
+        """
+        update ops.activation_batches
+        set status = %(status)s, attempts = attempts + %(attempts)s,
+            rows_accepted = %(accepted)s, rows_rejected = %(rejected)s,
+            vendor_response = %(response)s, error = %(error)s, finished_at = now()
+        where destination = %(destination)s and audience_id = %(audience)s
+            and run_key = %(run)s and batch_number = %(number)s
+        """,
+        params,
+    )
 
 
 def _apply_to_state(cursor, params: dict) -> None:

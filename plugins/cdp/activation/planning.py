@@ -2,8 +2,9 @@
 
 Planning happens in one warehouse transaction and leaves the whole run in the ledger
 before a single request goes out: each change (add, remove, keep for full files,
-history for an audience's first sharing) with the exact identities and attributes to
-send, cut into numbered batches the size of the vendor's requests.
+history for an audience's first sharing, and any of it the manager has not yet taken)
+with the exact identities and attributes to send, cut into numbered batches the size
+of the vendor's requests.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def plan(cursor, destination: Destination, audience_id: str, run_key: str, batch
         history_rows, past_without_identity = _add_history(cursor, destination, keys)
         if past_without_identity:
             excluded["no_accepted_identity_in_history"] = past_without_identity
+    elif destination.type == "audience_sharing":
+        history_rows = _add_history_not_yet_taken(cursor, keys)
     batch_count = _write_batches(cursor, destination, keys, batch_size)
 
     cursor.execute(
@@ -277,6 +280,35 @@ def _add_history(cursor, destination: Destination, keys: dict) -> tuple[int, int
     planned = cursor.rowcount
     cursor.execute("select count(*) from past_memberships where identities = '{}'::jsonb")
     return planned, cursor.fetchone()[0]
+
+
+def _add_history_not_yet_taken(cursor, keys: dict) -> int:
+    """Past memberships an earlier run sent and the manager refused, or never answered.
+
+    History goes only with an audience's first sharing, so nothing else would ever send
+    these again. Their payload is still in the ledger: it is cleared only once taken.
+    """
+    cursor.execute(
+        """
+        insert into planned_changes (profile_id, identity_key, change, payload)
+        select distinct on (refused.profile_id, refused.identity_value)
+               refused.profile_id, refused.identity_value, 'history', refused.payload
+        from ops.activation_changes as refused
+        where refused.destination = %(destination)s and refused.audience_id = %(audience)s
+            and refused.change = 'history' and refused.status in ('rejected', 'failed')
+            and not exists (
+                select 1 from ops.activation_changes as taken
+                where taken.destination = refused.destination
+                    and taken.audience_id = refused.audience_id
+                    and taken.profile_id = refused.profile_id
+                    and taken.identity_value = refused.identity_value
+                    and taken.change = 'history' and taken.status in ('sent', 'planned')
+            )
+        order by refused.profile_id, refused.identity_value, refused.run_key
+        """,
+        keys,
+    )
+    return cursor.rowcount
 
 
 def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int) -> int:
