@@ -49,15 +49,6 @@ def people(count: int) -> list[Person]:
     ]  # fmt: skip
 
 
-def expected_hashes(members: list[Person]) -> set[str]:
-    return {
-        value
-        for person in members
-        if person.ads_consent
-        for value in (sha256(person.email), sha256(person.phone))
-    }
-
-
 # What each vendor's stand-in counts an arrival by (its `applied_adds` keys hold the
 # audience and this), for a member the destination may reach.
 ARRIVES_AS = {
@@ -144,7 +135,7 @@ def test_under_faults_every_consenting_member_arrives_exactly_once(warehouse_env
 
     assert first.excluded_by_reason == {"no_advertising_consent": 8}
     assert first.rows_added == 32 and first.batch_count == 5
-    assert vendor.members[USER_LIST] == expected_hashes(members)
+    assert vendor.members[USER_LIST] == expected_arrivals("google_customer_match", members)
     assert set(vendor.applied_adds.values()) == {1}, "an identity was applied twice"
     attempts = query("select sum(attempts) from ops.activation_batches where run_key = 'run-1'")
     assert attempts == [(10,)], "five faults, five retries"
@@ -162,7 +153,7 @@ def test_under_faults_every_consenting_member_arrives_exactly_once(warehouse_env
     set_audience(members[5:])
     third = runner.activate_audience(destination, AUDIENCE, "run-3")
     assert third.rows_removed == 4  # p000 had no consent, so was never sent
-    assert vendor.members[USER_LIST] == expected_hashes(members[5:])
+    assert vendor.members[USER_LIST] == expected_arrivals("google_customer_match", members[5:])
     assert set(vendor.applied_removes.values()) == {1}
 
 
@@ -183,7 +174,7 @@ def test_a_batch_whose_retries_run_out_goes_again_next_run(warehouse_env, google
 
     second = runner.activate_audience(destination, AUDIENCE, "run-2")
     assert second.rows_added == 7
-    assert vendor.members[USER_LIST] == expected_hashes(members)
+    assert vendor.members[USER_LIST] == expected_arrivals("google_customer_match", members)
     assert set(vendor.applied_adds.values()) == {1}
 
 
