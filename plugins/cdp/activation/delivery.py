@@ -201,31 +201,40 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
         "attempts": attempts,
         "accepted": result.accepted if result else 0,
         "rejected": json.dumps(result.rejected if result else {}),
-        "rejected_count": len(result.rejected) if result else 0,
         "response": json.dumps(result.vendor_response) if result else None,
         "error": error,
     }
     with warehouse.connect() as conn, conn.cursor() as cursor:
+        if keep_planned:
+            # Sent again, with the same payload, when the run is finished.
+            _record_batch(cursor, params, rows_rejected=0)
+            return
+
+        if status == "sent":
+            _apply_to_state(cursor, batch.operation, params)
+        rows_rejected = _record_changes(cursor, params)
+        _record_batch(cursor, params, rows_rejected)
+        # Answered: what was sent is no longer needed, and may hold addresses.
         cursor.execute(
             """
-            update ops.activation_batches
-            set status = %(status)s, attempts = attempts + %(attempts)s,
-                rows_accepted = %(accepted)s, rows_rejected = %(rejected_count)s,
-                vendor_response = %(response)s, error = %(error)s, finished_at = now()
+            delete from ops.activation_payloads
             where destination = %(destination)s and audience_id = %(audience)s
                 and run_key = %(run)s and batch_number = %(number)s
             """,
             params,
         )
-        if keep_planned:
-            return  # sent again, with the same payload, when the run is finished
 
-        if status == "sent":
-            _apply_to_state(cursor, batch.operation, params)
-        # The ledger keeps one row per member and its outcome; rows the vendor named
-        # inside an accepted batch are 'rejected', with its reason.
-        cursor.execute(
-            """
+
+def _record_changes(cursor, params: dict) -> int:
+    """One ledger row per member of the batch, with its outcome; returns those rejected.
+
+    Rows the vendor named inside an accepted batch are 'rejected', with its reason. They
+    are counted in rows, not profiles: a profile shared with its history has a row per
+    past membership besides its current one, and a refusal covers them all.
+    """
+    cursor.execute(
+        """
+        with written as (
             insert into ops.activation_changes
                 (destination, audience_id, run_key, profile_id, identity_value, change,
                  batch_number, status, reason)
@@ -239,18 +248,27 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
                 as member(profile_id text, identity_key text, change text)
             where batch.destination = %(destination)s and batch.audience_id = %(audience)s
                 and batch.run_key = %(run)s and batch.batch_number = %(number)s
-            """,
-            params,
+            returning status
         )
-        # Answered: what was sent is no longer needed, and may hold addresses.
-        cursor.execute(
-            """
-            delete from ops.activation_payloads
-            where destination = %(destination)s and audience_id = %(audience)s
-                and run_key = %(run)s and batch_number = %(number)s
-            """,
-            params,
-        )
+        select count(*) filter (where status = 'rejected') from written
+        """,
+        params,
+    )
+    return cursor.fetchone()[0]
+
+
+def _record_batch(cursor, params: dict, rows_rejected: int) -> None:
+    cursor.execute(
+        """
+        update ops.activation_batches
+        set status = %(status)s, attempts = attempts + %(attempts)s,
+            rows_accepted = %(accepted)s, rows_rejected = %(rows_rejected)s,
+            vendor_response = %(response)s, error = %(error)s, finished_at = now()
+        where destination = %(destination)s and audience_id = %(audience)s
+            and run_key = %(run)s and batch_number = %(number)s
+        """,
+        {**params, "rows_rejected": rows_rejected},
+    )
 
 
 def _apply_to_state(cursor, operation: str, params: dict) -> None:

@@ -2,8 +2,9 @@
 
 Planning happens in one warehouse transaction and leaves the whole run in the ledger
 before a single request goes out: each change (add, remove, keep for full files,
-history for an audience's first sharing) with the exact identities and attributes to
-send, cut into numbered batches the size of the vendor's requests.
+history for an audience's first sharing, and any of it the manager has not yet taken)
+with the exact identities and attributes to send, cut into numbered batches the size
+of the vendor's requests.
 """
 
 from __future__ import annotations
@@ -104,7 +105,13 @@ def plan(cursor, destination: Destination, audience_id: str, run_key: str, batch
     excluded = {reason: count for reason, count in cursor.fetchall()}
 
     _diff(cursor, destination, keys)
-    history_rows = _add_history(cursor, destination, keys) if share_history else 0
+    history_rows = 0
+    if share_history or destination.type == "audience_sharing":
+        history_rows, past_without_identity = _add_history(
+            cursor, destination, keys, first_sharing=share_history
+        )
+        if past_without_identity:
+            excluded["no_accepted_identity_in_history"] = past_without_identity
     batch_count = _write_batches(cursor, destination, keys, batch_size)
 
     cursor.execute(
@@ -244,27 +251,67 @@ def _diff(cursor, destination: Destination, keys: dict) -> None:
     )
 
 
-def _add_history(cursor, destination: Destination, keys: dict) -> int:
-    """On an audience's first sharing, every membership that already ended.
+def _add_history(cursor, destination: Destination, keys: dict, *, first_sharing: bool
+                 ) -> tuple[int, int]:  # fmt: skip
+    """Memberships that already ended: all of them on an audience's first sharing, and
+    afterwards those the manager refused or never took.
 
     A downstream audience manager learns only what it is told; without this, members
-    realised and exited before the sharing began would be lost to it. Each past range
-    is its own change, keyed by when it began.
+    realised and exited before the sharing began would be lost to it. History goes
+    only with the first sharing, so nothing else would ever send a refused range
+    again. Each past range is its own change, keyed by when it began, built afresh
+    from the membership history. A past member with none of the accepted identities
+    left (a profile since merged into another) cannot be sent: it is counted, not
+    planned, or the manager would refuse the whole batch.
+
+    Returns the ranges planned and the ranges left out for want of an identity.
     """
+    not_yet_taken = (
+        ""
+        if first_sharing
+        else """
+            and exists (
+                select 1 from ops.activation_changes as refused
+                where refused.destination = %(destination)s
+                    and refused.audience_id = %(audience)s
+                    and refused.profile_id = member.profile_id
+                    and refused.identity_value = 'history@' || member.valid_from::text
+                    and refused.status in ('rejected', 'failed')
+            )
+            and not exists (
+                select 1 from ops.activation_changes as taken
+                where taken.destination = %(destination)s
+                    and taken.audience_id = %(audience)s
+                    and taken.profile_id = member.profile_id
+                    and taken.identity_value = 'history@' || member.valid_from::text
+                    and taken.status = 'sent'
+            )
+        """
+    )
     cursor.execute(
         f"""
-        insert into planned_changes (profile_id, identity_key, change, payload)
-        select member.profile_id, 'history@' || member.valid_from::text, 'history',
-               jsonb_build_object('identities', {identities_sql(destination)},
-                                  'attributes', '{{}}'::jsonb,
-                                  'realised_at', member.valid_from,
-                                  'exited_at', member.valid_to)
+        create temporary table past_memberships on commit drop as
+        select member.profile_id, member.valid_from, member.valid_to,
+               {identities_sql(destination)} as identities
         from {HISTORY_TABLE} as member
         where member.audience_id = %(audience)s and member.valid_to is not null
+        {not_yet_taken}
         """,
         keys,
     )
-    return cursor.rowcount
+    cursor.execute(
+        """
+        insert into planned_changes (profile_id, identity_key, change, payload)
+        select profile_id, 'history@' || valid_from::text, 'history',
+               jsonb_build_object('identities', identities, 'attributes', '{}'::jsonb,
+                                  'realised_at', valid_from, 'exited_at', valid_to)
+        from past_memberships
+        where identities <> '{}'::jsonb
+        """
+    )
+    planned = cursor.rowcount
+    cursor.execute("select count(*) from past_memberships where identities = '{}'::jsonb")
+    return planned, cursor.fetchone()[0]
 
 
 def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int) -> int:

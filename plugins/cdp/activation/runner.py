@@ -19,7 +19,7 @@ import logging
 from dataclasses import replace
 
 from cdp import warehouse
-from cdp.activation.connectors.base import Audience, Connector
+from cdp.activation.connectors.base import Audience, Connector, PermanentError
 from cdp.activation.connectors.registry import open_connector
 from cdp.activation.delivery import DeliveryCounts, DeliveryIncomplete, deliver_run
 from cdp.activation.destinations import Destination
@@ -173,8 +173,23 @@ def _unfinished_runs(destination: Destination, audience_id: str) -> list[str]:
 def _deliver_and_finish(
     destination: Destination, connector: Connector, audience: Audience, run_key: str
 ) -> RunSummary:
-    counts = deliver_run(destination, connector, audience, run_key)
+    try:
+        counts = deliver_run(destination, connector, audience, run_key)
+    except PermanentError as error:
+        # The run stays planned and is finished first next time; until then its row
+        # says why it stopped, in the vendor's words.
+        _record_stop(destination, audience.audience_id, run_key, str(error))
+        raise
     return _finish(destination, connector, audience, run_key, counts)
+
+
+def _record_stop(destination: Destination, audience_id: str, run_key: str, error: str) -> None:
+    with warehouse.connect() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "update ops.activation_runs set error = %s"
+            " where destination = %s and audience_id = %s and run_key = %s",
+            (error, destination.name, audience_id, run_key),
+        )
 
 
 def _finish(destination, connector, audience: Audience, run_key: str, counts: DeliveryCounts):
@@ -233,7 +248,7 @@ def _finish(destination, connector, audience: Audience, run_key: str, counts: De
             """
             update ops.activation_runs
             set status = %(status)s, sent_at = now(), rows_failed = %(failed)s,
-                removals_refused = %(refused)s
+                removals_refused = %(refused)s, error = null
             where destination = %(destination)s and audience_id = %(audience)s
                 and run_key = %(run)s
             """,
