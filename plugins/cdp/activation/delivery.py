@@ -127,10 +127,10 @@ def _members_of_batch(keys: dict, number: int) -> tuple[Member, ...]:
     return tuple(
         Member(
             profile_id=member["profile_id"],
-            identities=member.get("identities") or {},
-            attributes=member.get("attributes") or {},
-            realised_at=member.get("realised_at"),
-            exited_at=member.get("exited_at"),
+            identities=member["payload"].get("identities") or {},
+            attributes=member["payload"].get("attributes") or {},
+            realised_at=member["payload"].get("realised_at"),
+            exited_at=member["payload"].get("exited_at"),
         )
         for member in members
     )
@@ -210,9 +210,7 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
             _record_batch(cursor, params, rows_rejected=0)
             return
 
-        if status == "sent":
-            _apply_to_state(cursor, batch.operation, params)
-        rows_rejected = _record_changes(cursor, params)
+        rows_rejected = _record_outcome(cursor, batch.operation, params)
         _record_batch(cursor, params, rows_rejected)
         # Answered: what was sent is no longer needed, and may hold addresses.
         cursor.execute(
@@ -225,31 +223,72 @@ def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | N
         )
 
 
-def _record_changes(cursor, params: dict) -> int:
-    """One ledger row per member of the batch, with its outcome; returns those rejected.
+# What the vendor now holds, by batch operation, from the batch's members it took.
+_HOLD_ADDED = """
+        state_written as (
+            insert into ops.activation_state as held
+                (destination, audience_id, profile_id, identity_value, is_member,
+                 added_run_key, sent_identities)
+            select %(destination)s, %(audience)s, profile_id, identity_key, true, %(run)s,
+                   identities
+            from member
+            where change in ('add', 'keep') and refusal is null
+            on conflict (destination, audience_id, profile_id, identity_value) do update
+                set is_member = true, added_run_key = excluded.added_run_key,
+                    sent_identities = excluded.sent_identities,
+                    removed_run_key = null, updated_at = now()
+        ),
+"""
+_RELEASE_REMOVED = """
+        state_written as (
+            update ops.activation_state as held
+            set is_member = false, removed_run_key = %(run)s, sent_identities = null,
+                updated_at = now()
+            from member
+            where member.change = 'remove' and member.refusal is null
+                and held.destination = %(destination)s and held.audience_id = %(audience)s
+                and held.profile_id = member.profile_id
+                and held.identity_value = member.identity_key
+        ),
+"""
 
-    Rows the vendor named inside an accepted batch are 'rejected', with its reason. They
-    are counted in rows, not profiles: a profile shared with its history has a row per
-    past membership besides its current one, and a refusal covers them all.
+
+def _record_outcome(cursor, operation: str, params: dict) -> int:
+    """One pass over the batch's payload: its rows in the ledger, and what the vendor holds.
+
+    Each member gets a ledger row with its outcome; rows the vendor named inside an
+    accepted batch are 'rejected', with its reason, and stay out of the state, so the
+    next run plans them again. Returns the rows rejected: counted in rows, not
+    profiles, since a profile shared with its history has a row per past membership
+    besides its current one, and a refusal covers them all.
     """
+    state_written = ""
+    if params["status"] == "sent":
+        state_written = _HOLD_ADDED if operation == "add" else _RELEASE_REMOVED
     cursor.execute(
-        """
-        with written as (
+        f"""
+        with member as materialized (
+            select member.profile_id, member.identity_key, member.change,
+                   member.payload -> 'identities' as identities,
+                   %(rejected)s::jsonb ->> member.profile_id as refusal
+            from ops.activation_payloads as batch
+            cross join lateral jsonb_to_recordset(batch.members::jsonb)
+                as member(profile_id text, identity_key text, change text, payload jsonb)
+            where batch.destination = %(destination)s and batch.audience_id = %(audience)s
+                and batch.run_key = %(run)s and batch.batch_number = %(number)s
+        ),
+        {state_written}
+        written as (
             insert into ops.activation_changes
                 (destination, audience_id, run_key, profile_id, identity_value, change,
                  batch_number, status, reason)
-            select batch.destination, batch.audience_id, batch.run_key, member.profile_id,
-                   member.identity_key, member.change, batch.batch_number,
-                   case when %(rejected)s::jsonb ? member.profile_id then 'rejected'
-                        else %(status)s end,
-                   coalesce(%(rejected)s::jsonb ->> member.profile_id, %(error)s)
-            from ops.activation_payloads as batch
-            cross join lateral jsonb_to_recordset(batch.members)
-                as member(profile_id text, identity_key text, change text)
-            where batch.destination = %(destination)s and batch.audience_id = %(audience)s
-                and batch.run_key = %(run)s and batch.batch_number = %(number)s
+            select %(destination)s, %(audience)s, %(run)s, profile_id, identity_key, change,
+                   %(number)s, case when refusal is null then %(status)s else 'rejected' end,
+                   coalesce(refusal, %(error)s)
+            from member
             returning status
         )
+
         select count(*) filter (where status = 'rejected') from written
         """,
         params,
@@ -268,48 +307,4 @@ def _record_batch(cursor, params: dict, rows_rejected: int) -> None:
             and run_key = %(run)s and batch_number = %(number)s
         """,
         {**params, "rows_rejected": rows_rejected},
-    )
-
-
-def _apply_to_state(cursor, operation: str, params: dict) -> None:
-    """What the destination holds now, from the batch's rows the vendor did not refuse."""
-    if operation == "add":
-        cursor.execute(
-            """
-            insert into ops.activation_state as held
-                (destination, audience_id, profile_id, identity_value, is_member,
-                 added_run_key, sent_identities)
-            select %(destination)s, %(audience)s, member.profile_id, member.identity_key, true,
-                   %(run)s, member.identities
-            from ops.activation_payloads as batch
-            cross join lateral jsonb_to_recordset(batch.members)
-                as member(profile_id text, identity_key text, change text, identities jsonb)
-            where batch.destination = %(destination)s and batch.audience_id = %(audience)s
-                and batch.run_key = %(run)s and batch.batch_number = %(number)s
-                and member.change in ('add', 'keep')
-                and not %(rejected)s::jsonb ? member.profile_id
-            on conflict (destination, audience_id, profile_id, identity_value) do update
-                set is_member = true, added_run_key = excluded.added_run_key,
-                    sent_identities = excluded.sent_identities,
-                    removed_run_key = null, updated_at = now()
-            """,
-            params,
-        )
-        return
-
-    cursor.execute(
-        """
-        update ops.activation_state as held
-        set is_member = false, removed_run_key = %(run)s, sent_identities = null,
-            updated_at = now()
-        from ops.activation_payloads as batch
-        cross join lateral jsonb_to_recordset(batch.members)
-            as member(profile_id text, identity_key text)
-        where batch.destination = %(destination)s and batch.audience_id = %(audience)s
-            and batch.run_key = %(run)s and batch.batch_number = %(number)s
-            and not %(rejected)s::jsonb ? member.profile_id
-            and held.destination = batch.destination and held.audience_id = batch.audience_id
-            and held.profile_id = member.profile_id and held.identity_value = member.identity_key
-        """,
-        params,
     )

@@ -97,9 +97,12 @@ create table if not exists ops.activation_payloads (
     audience_id text not null,
     run_key text not null,
     batch_number integer not null,
-    members jsonb not null,
+    members json not null,
     primary key (destination, audience_id, run_key, batch_number)
 );
+-- Written once, read once, deleted: compressing a few megabytes per batch costs more
+-- than the disk it saves.
+alter table ops.activation_payloads alter column members set storage external;
 
 create table if not exists ops.activation_state (
     destination text not null,

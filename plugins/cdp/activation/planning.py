@@ -354,9 +354,10 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
         insert into ops.activation_payloads
             (destination, audience_id, run_key, batch_number, members)
         select %(destination)s, %(audience)s, %(run)s, batch_number,
-               jsonb_agg(
-                   payload || jsonb_build_object(
-                       'profile_id', profile_id, 'identity_key', identity_key, 'change', change
+               json_agg(
+                   json_build_object(
+                       'profile_id', profile_id, 'identity_key', identity_key, 'change', change,
+                       'payload', payload
                    )
                    order by profile_id, identity_key
                )
