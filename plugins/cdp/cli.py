@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--local-vendors",
         action="store_true",
-        help="deliver API and SFTP destinations to local stand-ins (as the demo does)",
+        help="deliver API and SFTP destinations to local stand-ins that live as long as this "
+        "command (a demo: the next command starts empty ones; see docs/activation.md)",
     )
     run.set_defaults(handler=_run)
 
