@@ -24,7 +24,10 @@ import json
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import msgspec
 
 from cdp import warehouse
 from cdp.activation.connectors.base import (
@@ -41,9 +44,26 @@ from cdp.activation.destinations import Destination
 
 log = logging.getLogger(__name__)
 
+# A batch's payload read straight into the members a connector is handed: at ten
+# thousand members a request, the standard library's decoder and a second pass to
+# build them cost as much as the request itself.
+_PAYLOAD_DECODER = msgspec.json.Decoder(list[Member])
+
 
 class DeliveryIncomplete(RuntimeError):
     """Some batches could not be delivered; their rows go again on the next run."""
+
+
+@dataclass
+class Outcome:
+    """What became of one batch, to be recorded in the ledger."""
+
+    status: str  # sent | failed | refused
+    attempts: int
+    result: BatchResult | None = None
+    error: str | None = None
+    # A bad request or refused credentials: the batch stays planned and the run stops.
+    stops_the_run: PermanentError | None = None
 
 
 @dataclass
@@ -52,6 +72,16 @@ class DeliveryCounts:
     batches_failed: int = 0
     rows_failed: int = 0
     removals_refused: int = 0
+
+    def count(self, batch: Batch, outcome: Outcome) -> None:
+        if outcome.status == "sent":
+            self.batches_sent += 1
+            self.rows_failed += len(outcome.result.rejected)
+        elif outcome.status == "refused":
+            self.removals_refused += len(batch.members)
+        else:
+            self.batches_failed += 1
+            self.rows_failed += len(batch.members)
 
 
 class RateLimiter:
@@ -79,8 +109,58 @@ def deliver_run(
     audience: Audience,
     run_key: str,
 ) -> DeliveryCounts:
-    """Send every batch of the run still planned; return what happened."""
+    """Send every batch of the run still planned; return what happened.
+
+    Requests go one at a time and in order, as vendors expect, but the warehouse's
+    share of the work overlaps them: the next batch is read from the ledger and the
+    previous one's answer recorded while the vendor is answering this one. Answers are
+    recorded in order; if recording one fails, the run stops, and the batches sent but
+    not recorded go again, with the same idempotency keys, when the run is finished.
+    """
     keys = {"destination": destination.name, "audience": audience.audience_id, "run": run_key}
+    pending, total = _pending_batches(keys)
+    counts = DeliveryCounts()
+    limiter = RateLimiter(destination.rate_limit_per_second)
+
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="ledger-read") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="ledger-write") as writer,
+    ):
+        upcoming = reader.submit(_members_of_batch, keys, pending[0][0]) if pending else None
+        recording = None
+        for position, (number, operation) in enumerate(pending):
+            members = upcoming.result()
+            if position + 1 < len(pending):
+                upcoming = reader.submit(_members_of_batch, keys, pending[position + 1][0])
+            batch = Batch(
+                destination=destination.name,
+                audience=audience,
+                run_key=run_key,
+                number=number,
+                total=total,
+                operation=operation,
+                members=members,
+                idempotency_key=idempotency_key(
+                    destination.name, audience.audience_id, run_key, number
+                ),
+            )
+
+            outcome = _send_one(destination, connector, batch, limiter)
+
+            if recording is not None:
+                recording.result()  # in order, and a failure to record stops the run
+            if outcome.stops_the_run is not None:
+                _record(batch, outcome)
+                raise outcome.stops_the_run
+            recording = writer.submit(_record, batch, outcome)
+            counts.count(batch, outcome)
+
+        if recording is not None:
+            recording.result()
+    return counts
+
+
+def _pending_batches(keys: dict) -> tuple[list[tuple[int, str]], int]:
     with warehouse.connect() as conn, conn.cursor() as cursor:
         cursor.execute(
             "select batch_number, operation from ops.activation_batches"
@@ -94,76 +174,44 @@ def deliver_run(
             " and audience_id = %(audience)s and run_key = %(run)s",
             keys,
         )
-        total = cursor.fetchone()[0]
-
-    counts = DeliveryCounts()
-    limiter = RateLimiter(destination.rate_limit_per_second)
-    for number, operation in pending:
-        batch = Batch(
-            destination=destination.name,
-            audience=audience,
-            run_key=run_key,
-            number=number,
-            total=total,
-            operation=operation,
-            members=_members_of_batch(keys, number),
-            idempotency_key=idempotency_key(
-                destination.name, audience.audience_id, run_key, number
-            ),
-        )
-        _send_one(destination, connector, batch, limiter, counts)
-    return counts
+        return pending, cursor.fetchone()[0]
 
 
 def _members_of_batch(keys: dict, number: int) -> tuple[Member, ...]:
     with warehouse.connect() as conn, conn.cursor() as cursor:
         cursor.execute(
-            "select members from ops.activation_payloads"
+            "select members::text from ops.activation_payloads"
             " where destination = %(destination)s and audience_id = %(audience)s"
             " and run_key = %(run)s and batch_number = %(number)s",
             {**keys, "number": number},
         )
         (members,) = cursor.fetchone()
-    return tuple(
-        Member(
-            profile_id=member["profile_id"],
-            identities=member["payload"].get("identities") or {},
-            attributes=member["payload"].get("attributes") or {},
-            realised_at=member["payload"].get("realised_at"),
-            exited_at=member["payload"].get("exited_at"),
-        )
-        for member in members
-    )
+    return tuple(_PAYLOAD_DECODER.decode(members))
 
 
-def _send_one(destination, connector, batch: Batch, limiter: RateLimiter, counts) -> None:
+def _send_one(destination, connector, batch: Batch, limiter: RateLimiter) -> Outcome:
+    """Send one batch, retrying what is worth retrying; one log line for what became of it."""
     policy = destination.retry
     where = (
         f"destination={destination.name} audience={batch.audience.audience_id} "
         f"run={batch.run_key} batch={batch.number}/{batch.total} {batch.operation}"
     )
+    rows = len(batch.members)
     for attempt in range(1, policy.attempts + 1):
         limiter.wait()
         try:
             result = connector.send(batch)
         except RemovalRefused as refusal:
-            _record(batch, "refused", attempt, error=str(refusal))
-            counts.removals_refused += len(batch.members)
-            log.warning("%s rows=%d removal refused by the vendor: %s",
-                        where, len(batch.members), refusal)  # fmt: skip
-            return
+            log.warning("%s rows=%d removal refused by the vendor: %s", where, rows, refusal)
+            return Outcome("refused", attempt, error=str(refusal))
         except PermanentError as error:
-            _record(batch, "failed", attempt, error=str(error), keep_planned=True)
-            log.error("%s rows=%d failed for good: %s", where, len(batch.members), error)
-            raise
+            log.error("%s rows=%d failed for good: %s", where, rows, error)
+            return Outcome("failed", attempt, error=str(error), stops_the_run=error)
         except RetryableError as error:
             if attempt == policy.attempts:
-                _record(batch, "failed", attempt, error=str(error))
-                counts.batches_failed += 1
-                counts.rows_failed += len(batch.members)
                 log.error("%s rows=%d failed after %d attempts: %s; the rows go again next run",
-                          where, len(batch.members), attempt, error)  # fmt: skip
-                return
+                          where, rows, attempt, error)  # fmt: skip
+                return Outcome("failed", attempt, error=str(error))
             pause = _back_off(policy, attempt, error.retry_after)
             log.warning(
                 "%s attempt %d failed: %s; retrying in %.2f s", where, attempt, error, pause
@@ -171,14 +219,12 @@ def _send_one(destination, connector, batch: Batch, limiter: RateLimiter, counts
             time.sleep(pause)
             continue
 
-        _record(batch, "sent", attempt, result=result)
-        counts.batches_sent += 1
-        counts.rows_failed += len(result.rejected)
         log.info(
             "%s rows=%d accepted=%d rejected=%d attempts=%d",
-            where, len(batch.members), result.accepted, len(result.rejected), attempt,
+            where, rows, result.accepted, len(result.rejected), attempt,
         )  # fmt: skip
-        return
+        return Outcome("sent", attempt, result=result)
+    raise AssertionError("a retry policy allows at least one attempt")
 
 
 def _back_off(policy, attempt: int, retry_after: float | None) -> float:
@@ -189,23 +235,23 @@ def _back_off(policy, attempt: int, retry_after: float | None) -> float:
     return min(policy.max_backoff_seconds, exponential * random.uniform(0.5, 1.0))
 
 
-def _record(batch: Batch, status: str, attempts: int, *, result: BatchResult | None = None,
-            error: str | None = None, keep_planned: bool = False) -> None:  # fmt: skip
+def _record(batch: Batch, outcome: Outcome) -> None:
     """One transaction: the batch's outcome, its rows' outcomes, and what the vendor holds."""
+    result = outcome.result
     params = {
         "destination": batch.destination,
         "audience": batch.audience.audience_id,
         "run": batch.run_key,
         "number": batch.number,
-        "status": "planned" if keep_planned else status,
-        "attempts": attempts,
+        "status": "planned" if outcome.stops_the_run else outcome.status,
+        "attempts": outcome.attempts,
         "accepted": result.accepted if result else 0,
         "rejected": json.dumps(result.rejected if result else {}),
         "response": json.dumps(result.vendor_response) if result else None,
-        "error": error,
+        "error": outcome.error,
     }
     with warehouse.connect() as conn, conn.cursor() as cursor:
-        if keep_planned:
+        if outcome.stops_the_run:
             # Sent again, with the same payload, when the run is finished.
             _record_batch(cursor, params, rows_rejected=0)
             return
@@ -269,11 +315,11 @@ def _record_outcome(cursor, operation: str, params: dict) -> int:
         f"""
         with member as materialized (
             select member.profile_id, member.identity_key, member.change,
-                   member.payload -> 'identities' as identities,
+                   member.identities,
                    %(rejected)s::jsonb ->> member.profile_id as refusal
             from ops.activation_payloads as batch
             cross join lateral jsonb_to_recordset(batch.members::jsonb)
-                as member(profile_id text, identity_key text, change text, payload jsonb)
+                as member(profile_id text, identity_key text, change text, identities jsonb)
             where batch.destination = %(destination)s and batch.audience_id = %(audience)s
                 and batch.run_key = %(run)s and batch.batch_number = %(number)s
         ),

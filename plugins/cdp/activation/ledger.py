@@ -87,8 +87,9 @@ alter table ops.activation_changes
 alter table ops.activation_changes drop constraint if exists activation_changes_change_check;
 alter table ops.activation_changes add constraint activation_changes_change_check
     check (change in ('add', 'remove', 'keep', 'history'));
-create index if not exists activation_changes_by_batch
-    on ops.activation_changes (destination, audience_id, run_key, batch_number);
+-- Rows are written per batch but never read back per batch: an index on it would only
+-- slow the writing of every answer.
+drop index if exists ops.activation_changes_by_batch;
 -- Earlier versions kept each change's payload on its row; batches now carry it.
 alter table ops.activation_changes drop column if exists payload;
 

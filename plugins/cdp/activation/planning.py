@@ -219,23 +219,29 @@ def _diff(cursor, destination: Destination, keys: dict) -> None:
     cursor.execute(
         """
         create temporary table planned_changes on commit drop as
-        select member.profile_id, member.identity_key,
-               case when held.profile_id is null then 'add' else 'keep' end as change,
-               jsonb_build_object('identities', member.identities,
-                                  'attributes', member.attributes,
-                                  'realised_at', member.qualified_at) as payload
-        from current_members as member
+        select profile_id, identity_key, change,
+               jsonb_build_object('profile_id', profile_id, 'identity_key', identity_key,
+                                  'change', change, 'identities', identities,
+                                  'attributes', attributes, 'realised_at', qualified_at)
+                   as payload
+        from (
+            select member.*,
+                   case when held.profile_id is null then 'add' else 'keep' end as change
+            from current_members as member
         left join ops.activation_state as held
             on held.destination = %(destination)s
             and held.audience_id = %(audience)s
             and held.profile_id = member.profile_id
             and held.identity_value = member.identity_key
             and held.is_member
-        where member.excluded_reason is null
-            and (held.profile_id is null or %(keep_unchanged)s)
+            where member.excluded_reason is null
+                and (held.profile_id is null or %(keep_unchanged)s)
+        ) as wanted
         union all
         select held.profile_id, held.identity_value, 'remove',
-               jsonb_build_object('identities', held.sent_identities, 'attributes', '{}'::jsonb,
+               jsonb_build_object('profile_id', held.profile_id,
+                                  'identity_key', held.identity_value, 'change', 'remove',
+                                  'identities', held.sent_identities, 'attributes', '{}'::jsonb,
                                   'exited_at', now())
         from ops.activation_state as held
         left join current_members as member
@@ -302,10 +308,14 @@ def _add_history(cursor, destination: Destination, keys: dict, *, first_sharing:
     cursor.execute(
         """
         insert into planned_changes (profile_id, identity_key, change, payload)
-        select profile_id, 'history@' || valid_from::text, 'history',
-               jsonb_build_object('identities', identities, 'attributes', '{}'::jsonb,
+        select profile_id, identity_key, 'history',
+               jsonb_build_object('profile_id', profile_id, 'identity_key', identity_key,
+                                  'change', 'history', 'identities', identities,
+                                  'attributes', '{}'::jsonb,
                                   'realised_at', valid_from, 'exited_at', valid_to)
-        from past_memberships
+        from (
+            select *, 'history@' || valid_from::text as identity_key from past_memberships
+        ) as past
         where identities <> '{}'::jsonb
         """
     )
@@ -354,13 +364,7 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
         insert into ops.activation_payloads
             (destination, audience_id, run_key, batch_number, members)
         select %(destination)s, %(audience)s, %(run)s, batch_number,
-               json_agg(
-                   json_build_object(
-                       'profile_id', profile_id, 'identity_key', identity_key, 'change', change,
-                       'payload', payload
-                   )
-                   order by profile_id, identity_key
-               )
+               json_agg(payload order by profile_id, identity_key)
         from numbered_changes
         where batch_number is not null
         group by batch_number

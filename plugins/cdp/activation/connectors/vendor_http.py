@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+import msgspec
 
 from cdp.activation.connectors.base import DeliveryError, PermanentError, RetryableError
 
@@ -78,8 +79,14 @@ class VendorHttp:
         idempotency_key: str | None = None,
     ) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        content = None
+        if json is not None:
+            # A request of ten thousand members is megabytes of JSON: msgspec writes it
+            # several times faster than the standard library httpx would use.
+            content = msgspec.json.encode(json)
+            headers["Content-Type"] = "application/json"
         try:
-            response = self._client.request(method, path, json=json, headers=headers)
+            response = self._client.request(method, path, content=content, headers=headers)
         except httpx.TimeoutException as error:
             raise RetryableError(
                 f"{self.vendor}: no answer in time ({type(error).__name__})"
