@@ -71,6 +71,12 @@ def raw_client(vendor, key: str | None = None) -> httpx.Client:
     return httpx.Client(base_url=vendor.base_url, headers={"Authorization": f"Basic {credentials}"})
 
 
+def mailchimp_words(problem: dict) -> str:
+    """A problem document's detail and each field error, as `field: message`."""
+    fields = [f"{error['field']}: {error['message']}" for error in problem.get("errors", [])]
+    return " ".join([problem["detail"], *fields])
+
+
 # -- the happy path ---------------------------------------------------------------------
 
 
@@ -154,7 +160,7 @@ def test_unnormalised_or_malformed_addresses_are_refused_whole(vendor, email, co
     [
         (f"/3.0/lists/{LIST_ID}", {"update_existing": True}, 400, "members is required"),
         (f"/3.0/lists/{LIST_ID}", {"members": [{"status": "subscribed"}]}, 400,
-         "email_address is required"),
+         "email_address: This value should not be blank"),
         (f"/3.0/lists/{LIST_ID}", {"members": [{"email_address": "a@example.com"}]}, 400,
          "status or status_if_new is required"),
         (f"/3.0/lists/{LIST_ID}",
@@ -176,7 +182,7 @@ def test_requests_missing_fields_or_too_large_get_mailchimps_errors(
 
     assert answer.status_code == status
     assert answer.json()["status"] == status
-    assert complaint in answer.json()["detail"]
+    assert complaint in mailchimp_words(answer.json())
 
 
 def test_more_than_500_segment_members_are_refused(vendor, connector):
@@ -200,6 +206,32 @@ def test_bad_credentials_fail_for_good_with_the_vendors_words(vendor, monkeypatc
     with pytest.raises(PermanentError, match="401.*invalid or missing access token"):
         connector.open_audience(make_audience())
     connector.close()
+
+
+def test_a_refused_request_fails_with_mailchimps_field_and_message(vendor, monkeypatch):
+    destination = make_destination(
+        monkeypatch,
+        vendor,
+        vendor.base_url,
+        identities=("email",),
+        attributes={"first_name": "first_name"},  # a profile attribute, not a merge tag
+        settings={"list_id": LIST_ID},
+    )
+    connector = EmailProviderConnector(destination)
+    audience = opened(connector)
+    person = member("p1", email="a@example.com", attributes={"first_name": "A"})
+
+    with pytest.raises(PermanentError) as refused:
+        connector.send(make_batch(audience, "add", [person]))
+    connector.close()
+
+    assert str(refused.value) == (
+        "email_provider_test answered 400: The resource submitted could not be validated. "
+        "For field-specific details, see the 'errors' array; 'first_name' is not a merge tag "
+        "(upper-case letters, digits or _, at most 10 characters, e.g. FNAME); fix the "
+        "destination's attributes (at members[0].merge_fields)"
+    )
+    assert vendor.lists[LIST_ID] == {}
 
 
 def test_a_destination_without_a_list_id_says_how_to_fix_it(vendor, monkeypatch):

@@ -225,6 +225,20 @@ def test_bad_credentials_fail_for_good_with_the_vendors_words(vendor, monkeypatc
     connector.close()
 
 
+def test_a_refused_job_fails_with_klaviyos_detail_and_pointer(vendor, connector):
+    audience = opened(connector)
+    national = member("p1", phone_e164="07700900123")  # a number normalisation missed
+
+    with pytest.raises(PermanentError) as refused:
+        connector.send(make_batch(audience, "add", [national]))
+
+    assert str(refused.value) == (
+        "sms_provider_test answered 400: phone_number must be in E.164 format: +, country "
+        "code, number, no spaces (at /data/attributes/profiles/data/0/attributes/phone_number)"
+    )
+    assert vendor.members[audience.vendor_audience_id] == set()
+
+
 # -- faults -----------------------------------------------------------------------------
 
 

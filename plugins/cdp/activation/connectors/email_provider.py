@@ -25,7 +25,9 @@ Endpoints used:
 An add batch makes both calls: members must be on the list before the segment can
 take them. Mailchimp has no idempotency key, but both calls are set operations (an
 upsert, a membership), so repeating a batch whose answer was lost changes nothing.
-Errors arrive as problem documents {type, title, status, detail, instance}.
+Errors arrive as problem documents {type, title, status, detail, instance}; when the
+body fails Mailchimp's schema, `detail` only points to `errors` [{field, message}],
+so a task stopped by a 4xx reports both (vendor_http.vendor_message).
 """
 
 from __future__ import annotations

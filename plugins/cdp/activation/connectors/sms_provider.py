@@ -37,7 +37,8 @@ Endpoints used:
 Klaviyo has no idempotency key, but subscribing a subscribed list member and
 removing a profile no longer on the list both change nothing, so a batch whose answer
 was lost can be sent again. Errors arrive as {"errors": [{"status", "code", "title",
-"detail", "source"}]}.
+"detail", "source": {"pointer"}}]}; a task stopped by a 4xx reports each detail with
+the JSON pointer to what was refused (vendor_http.vendor_message).
 """
 
 from __future__ import annotations

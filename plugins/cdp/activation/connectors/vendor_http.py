@@ -19,6 +19,8 @@ import httpx
 from cdp.activation.connectors.base import DeliveryError, PermanentError, RetryableError
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+# Enough for a vendor's sentence and the field it names; the ledger keeps the message.
+MESSAGE_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -120,17 +122,37 @@ class VendorHttp:
 
 
 def vendor_message(response: httpx.Response) -> str:
-    """The vendor's own explanation, cut short; vendors echo no personal data in errors."""
+    """The vendor's own explanation, cut short; vendors echo no personal data in errors.
+
+    Three shapes are read: {"error": {"message"}} (Meta, Google, the audience manager);
+    JSON:API {"errors": [{"title", "detail", "source": {"pointer"}}]} (Klaviyo); and
+    problem documents {"title", "detail", "errors": [{"field", "message"}]} (Mailchimp),
+    whose detail may only say to look in `errors`. Each error keeps where it points.
+    """
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("detail") or error)[:300]
-        return str(error)[:300]
-    return str(body)[:300]
+        return response.text[:MESSAGE_LENGTH] or response.reason_phrase
+    if not isinstance(body, dict):
+        return str(body)[:MESSAGE_LENGTH]
+
+    error = body.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("detail") or error)[:MESSAGE_LENGTH]
+    if error:
+        return str(error)[:MESSAGE_LENGTH]
+
+    said = [str(body["detail"])] if body.get("detail") else []
+    said += [_one_error(entry) for entry in body.get("errors") or [] if isinstance(entry, dict)]
+    message = "; ".join(part.rstrip(".") for part in said) or str(body)
+    return message[:MESSAGE_LENGTH]
+
+
+def _one_error(entry: dict) -> str:
+    """One entry of an `errors` array, with the field or JSON pointer it names."""
+    text = entry.get("detail") or entry.get("message") or entry.get("title") or str(entry)
+    where = entry.get("field") or (entry.get("source") or {}).get("pointer")
+    return f"{text} (at {where})" if where else str(text)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
