@@ -136,13 +136,6 @@ def test_adds_subscribe_with_consent_and_removes_leave_consent_alone(vendor, con
     assert vendor.sms_consent[phone(0)] == "SUBSCRIBED"
 
 
-def test_attributes_are_refused_at_once_since_the_job_cannot_carry_them(vendor, monkeypatch):
-    destination = sms_destination(monkeypatch, vendor, attributes={"first_name": "first_name"})
-
-    with pytest.raises(PermanentError, match="sends no attributes"):
-        SmsProviderConnector(destination)
-
-
 # -- strictness -------------------------------------------------------------------------
 
 

@@ -50,7 +50,7 @@ from urllib.parse import quote
 
 import httpx
 
-from cdp.activation.connectors.base import Audience, Batch, BatchResult, Member, PermanentError
+from cdp.activation.connectors.base import Audience, Batch, BatchResult, Member
 from cdp.activation.connectors.vendor_http import (
     DEFAULT_TIMEOUT_SECONDS,
     VendorHttp,
@@ -87,12 +87,8 @@ class SmsProviderConnector:
 
     def __init__(self, destination):
         self.destination = destination
-        if destination.attributes:
-            # The subscription job carries identifiers and consent only.
-            raise PermanentError(
-                f"destination {destination.name}: sms_provider sends no attributes (Klaviyo's "
-                "subscription job takes a phone number and consent only); remove `attributes`"
-            )
+        # `cdp destinations check` has refused attributes (the subscription job carries a
+        # phone number and consent only) and list ids that are not list ids.
         self.list_ids: dict[str, str] = (destination.settings or {}).get("lists") or {}
         endpoint = endpoint_from_connection(destination.connection_id)
         self._http = VendorHttp(
