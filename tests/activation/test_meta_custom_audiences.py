@@ -11,9 +11,11 @@ from cdp.activation.connectors.base import (
     RetryableError,
 )
 from cdp.activation.connectors.meta_custom_audiences import (
+    SCHEMA_KEYS,
     MetaCustomAudiencesConnector,
     custom_audience_name,
 )
+from cdp.activation.destinations import DESTINATION_TYPES
 from cdp.vendors.meta_custom_audiences import MetaCustomAudiencesStandIn
 from cdp.vendors.stand_in import Fault
 from tests.activation.advertising_helpers import (
@@ -124,6 +126,25 @@ def test_a_member_with_no_identity_meta_takes_is_refused_without_sending(
     assert result.accepted == 1
     assert set(result.rejected) == {"p-900"}
     assert vendor.members[audience_id] == meta_hashes(PEOPLE[:1])
+
+
+def test_every_identity_a_meta_destination_may_declare_has_a_schema_key():
+    assert set(SCHEMA_KEYS) == set(DESTINATION_TYPES["meta_custom_audiences"].identities)
+
+
+def test_a_kind_meta_cannot_take_stops_a_destination_built_by_hand():
+    by_hand = destination(
+        "meta_custom_audiences", ("email_sha256", "phone_sha256"), {"ad_account_id": ACCOUNT}
+    )
+
+    with pytest.raises(PermanentError) as refused:
+        MetaCustomAudiencesConnector(by_hand)
+
+    assert str(refused.value) == (
+        "destination test_meta_custom_audiences: Meta has no schema key for identity "
+        "'phone_sha256'; `cdp destinations check` lists the identities meta_custom_audiences "
+        "accepts"
+    )
 
 
 # -- strictness, spoken to directly -----------------------------------------------------
