@@ -8,6 +8,7 @@ import logging
 import httpx
 import pytest
 
+from cdp.activation.connectors import email_provider
 from cdp.activation.connectors.base import PermanentError, RetryableError
 from cdp.activation.connectors.email_provider import EmailProviderConnector
 from cdp.vendors.email_provider import EmailProviderStandIn
@@ -88,6 +89,20 @@ def test_open_audience_creates_the_segment_once_and_finds_it_again(vendor, conne
     assert first == again != other
     assert vendor.segments[first] == {"list_id": LIST_ID, "name": "vip_customers"}
     assert vendor.requests_received["create_segment"] == 2
+
+
+def test_a_segment_is_found_on_a_later_page_of_the_list(vendor, connector, monkeypatch):
+    monkeypatch.setattr(email_provider, "SEGMENT_PAGE_SIZE", 2)
+    made = [connector.open_audience(make_audience(f"audience_{n}")) for n in range(5)]
+    asked = vendor.requests_received["list_segments"]
+
+    found = connector.open_audience(make_audience("audience_4"))
+    missing = connector.open_audience(make_audience("audience_5"))
+
+    assert found == made[4]
+    assert missing not in made
+    # Three pages of two to find the fifth; three more to learn the sixth is not there.
+    assert vendor.requests_received["list_segments"] - asked == 6
 
 
 def test_adds_then_removes_move_people_in_and_out_of_the_segment_only(vendor, connector):

@@ -7,6 +7,7 @@ import logging
 import httpx
 import pytest
 
+from cdp.activation.connectors import sms_provider
 from cdp.activation.connectors.base import PermanentError, RetryableError
 from cdp.activation.connectors.sms_provider import REVISION, SmsProviderConnector
 from cdp.vendors.sms_provider import SmsProviderStandIn
@@ -134,6 +135,19 @@ def test_adds_subscribe_with_consent_and_removes_leave_consent_alone(vendor, con
     assert vendor.applied_removes[(list_id, phone(0))] == 1
     # Off the list, but still subscribed: leaving an audience is not an unsubscribe.
     assert vendor.sms_consent[phone(0)] == "SUBSCRIBED"
+
+
+def test_a_removal_finds_its_profiles_over_several_lookup_pages(vendor, connector, monkeypatch):
+    monkeypatch.setattr(sms_provider, "LOOKUP_PAGE_SIZE", 2)
+    audience = opened(connector)
+    everyone = people(6)
+    connector.send(make_batch(audience, "add", everyone, number=1))
+
+    removed = connector.send(make_batch(audience, "remove", everyone[:5], number=2))
+
+    assert removed.vendor_response == {"removed": 5, "not_on_list": 0}
+    assert vendor.requests_received["list_profiles"] == 3
+    assert vendor.members[audience.vendor_audience_id] == {phone(5)}
 
 
 # -- strictness -------------------------------------------------------------------------

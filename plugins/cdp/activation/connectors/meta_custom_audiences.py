@@ -135,20 +135,17 @@ class MetaCustomAudiencesConnector:
         return str(created["id"])
 
     def _find_custom_audience(self, name: str) -> str | None:
-        after = None
-        while True:
-            query = {"fields": "id,name", "limit": AUDIENCES_PAGE_SIZE}
-            if after:
-                query["after"] = after
-            page = self._http.request("GET", f"{self._audiences_path}?{urlencode(query)}")
+        for page in self._http.pages(self._audiences_page, _next_after):
             for entry in page.get("data", []):
                 if entry.get("name") == name:
                     return str(entry["id"])
+        return None
 
-            paging = page.get("paging") or {}
-            after = (paging.get("cursors") or {}).get("after")
-            if not paging.get("next") or not after:
-                return None
+    def _audiences_page(self, after: str | None) -> str:
+        query = {"fields": "id,name", "limit": AUDIENCES_PAGE_SIZE}
+        if after:
+            query["after"] = after
+        return f"{self._audiences_path}?{urlencode(query)}"
 
     @property
     def _audiences_path(self) -> str:
@@ -283,6 +280,13 @@ def _refused_rows(answer: dict, rows: list[list[str]], owners: list[str]) -> dic
         )
         return dict.fromkeys(owners, reason)
     return refused
+
+
+def _next_after(page: dict, after: str | None) -> str | None:
+    """The Graph API pages by cursor; a page without a `next` link is the last."""
+    paging = page.get("paging") or {}
+    following = (paging.get("cursors") or {}).get("after")
+    return following if paging.get("next") and following else None
 
 
 def _first(values: list[str] | None) -> str:

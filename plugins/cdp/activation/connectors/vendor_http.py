@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
 from cdp.activation.connectors.base import DeliveryError, PermanentError, RetryableError
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+Cursor = TypeVar("Cursor")
 # Enough for a vendor's sentence and the field it names; the ledger keeps the message.
 MESSAGE_LENGTH = 500
 
@@ -108,6 +111,25 @@ class VendorHttp:
         if response.status_code in (401, 403):
             raise PermanentError(f"{message} (check the credentials in the Airflow connection)")
         raise PermanentError(message)
+
+    def pages(
+        self,
+        path_of: Callable[[Cursor | None], str],
+        next_cursor: Callable[[dict, Cursor | None], Cursor | None],
+    ) -> Iterator[dict]:
+        """A listing's pages, each fetched when read, so a search stops at what it finds.
+
+        Vendors page in their own ways (an offset, an opaque cursor, a next link), so the
+        caller says both: `path_of(cursor)` is the page's path, `None` meaning the first;
+        `next_cursor(page, cursor)` is the way to the following page, `None` after the last.
+        """
+        cursor = None
+        while True:
+            page = self.request("GET", path_of(cursor))
+            yield page
+            cursor = next_cursor(page, cursor)
+            if cursor is None:
+                return
 
     def vendor_error(self, response: httpx.Response) -> DeliveryError | None:
         """A vendor's own reading of an error answer, consulted before the generic one.
