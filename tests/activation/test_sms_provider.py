@@ -8,20 +8,20 @@ import httpx
 import pytest
 
 from cdp.activation.connectors import sms_provider
-from cdp.activation.connectors.base import PermanentError, RetryableError
+from cdp.activation.connectors.base import PermanentError
 from cdp.activation.connectors.sms_provider import REVISION, SmsProviderConnector
 from cdp.vendors.sms_provider import SmsProviderStandIn
 from cdp.vendors.stand_in import Fault
 from tests.activation.connector_harness import (
     CLIENT_TIMEOUT,
     FAULT_KINDS,
-    RETRY_AFTER,
-    SLOW_ANSWER,
-    deliver,
+    delivered_after_a_fault,
     make_audience,
     make_batch,
     make_destination,
     member,
+    opened,
+    serve,
 )
 
 SUBSCRIBE_PATH = r"^/api/profile-subscription-bulk-create-jobs"
@@ -31,10 +31,7 @@ LOOKUP_PATH = r"^/api/lists/\w+/profiles$"
 
 @pytest.fixture
 def vendor():
-    stand_in = SmsProviderStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
+    yield from serve(SmsProviderStandIn())
 
 
 def sms_destination(monkeypatch, vendor, **overrides):
@@ -61,11 +58,6 @@ def phone(n: int) -> str:
 
 def people(count: int, start: int = 0):
     return [member(f"p{n}", phone_e164=phone(n)) for n in range(start, start + count)]
-
-
-def opened(connector, audience_id: str = "vip_customers"):
-    audience = make_audience(audience_id)
-    return make_audience(audience_id, vendor_audience_id=connector.open_audience(audience))
 
 
 def raw_client(vendor, revision: str | None = REVISION) -> httpx.Client:
@@ -254,22 +246,9 @@ def test_every_fault_on_an_add_is_retryable_and_lands_once(vendor, connector, ki
     audience = opened(connector)
     list_id = audience.vendor_audience_id
     batch = make_batch(audience, "add", people(3))
-    vendor.inject(
-        Fault(
-            kind,
-            path_pattern=SUBSCRIBE_PATH,
-            retry_after_seconds=RETRY_AFTER,
-            delay_seconds=SLOW_ANSWER,
-        )
-    )
 
-    with pytest.raises(RetryableError) as raised:
-        connector.send(batch)
-    if kind == "rate_limit":
-        assert raised.value.retry_after == pytest.approx(RETRY_AFTER)
-    result, errors = deliver(connector, batch)
+    result = delivered_after_a_fault(vendor, connector, batch, kind, SUBSCRIBE_PATH)
 
-    assert errors == []
     assert result.accepted == 3
     assert vendor.members[list_id] == {phone(n) for n in range(3)}
     assert all(vendor.applied_adds[(list_id, phone(n))] == 1 for n in range(3))
@@ -282,15 +261,9 @@ def test_every_fault_on_a_removal_is_retryable_and_lands_once(vendor, connector,
     list_id = audience.vendor_audience_id
     connector.send(make_batch(audience, "add", people(3), number=1))
     removal = make_batch(audience, "remove", people(2), number=2)
-    vendor.inject(
-        Fault(kind, path_pattern=path, retry_after_seconds=RETRY_AFTER, delay_seconds=SLOW_ANSWER)
-    )
 
-    result, errors = deliver(connector, removal)
+    result = delivered_after_a_fault(vendor, connector, removal, kind, path)
 
-    assert len(errors) == 1
-    if kind == "rate_limit":
-        assert errors[0].retry_after == pytest.approx(RETRY_AFTER)
     assert result.accepted == 2
     assert vendor.members[list_id] == {phone(2)}
     assert all(vendor.applied_removes[(list_id, phone(n))] == 1 for n in range(2))
