@@ -35,19 +35,21 @@ def vendor():
     yield from serve(EmailProviderStandIn(list_ids=(LIST_ID,)))
 
 
-@pytest.fixture
-def connector(vendor, monkeypatch):
-    destination = make_destination(
-        monkeypatch,
-        vendor,
-        vendor.base_url,
+def email_destination(monkeypatch, vendor, **overrides):
+    settings = dict(
         identities=("email",),
         attributes={"FNAME": "first_name"},
         batch_size=500,
         timeout_seconds=CLIENT_TIMEOUT,
         settings={"list_id": LIST_ID},
     )
-    connector = EmailProviderConnector(destination)
+    settings.update(overrides)
+    return make_destination(monkeypatch, vendor, vendor.base_url, **settings)
+
+
+@pytest.fixture
+def connector(vendor, monkeypatch):
+    connector = EmailProviderConnector(email_destination(monkeypatch, vendor))
     yield connector
     connector.close()
 
@@ -216,14 +218,8 @@ def test_bad_credentials_fail_for_good_with_the_vendors_words(vendor, monkeypatc
 
 
 def test_a_refused_request_fails_with_mailchimps_field_and_message(vendor, monkeypatch):
-    destination = make_destination(
-        monkeypatch,
-        vendor,
-        vendor.base_url,
-        identities=("email",),
-        attributes={"first_name": "first_name"},  # a profile attribute, not a merge tag
-        settings={"list_id": LIST_ID},
-    )
+    # A profile attribute's name where Mailchimp wants a merge tag.
+    destination = email_destination(monkeypatch, vendor, attributes={"first_name": "first_name"})
     connector = EmailProviderConnector(destination)
     audience = opened(connector)
     person = member("p1", email="a@example.com", attributes={"first_name": "A"})
