@@ -103,6 +103,26 @@ def test_a_bad_value_is_reported_with_file_and_fix(tmp_path, change, expected_me
             "marketing_action 'email' is not one a sms_provider destination serves",
             id="an SMS destination serves the sms action"),
         pytest.param(
+            {"type": "sms_provider", "marketing_action": "sms", "identities": ["phone_e164"],
+             "connection_id": "sms", "attributes": {"first_name": "first_name"}},
+            "attributes: a sms_provider destination takes identities only; remove them",
+            id="an SMS subscription carries no attributes"),
+        pytest.param(
+            {"type": "sms_provider", "marketing_action": "sms", "identities": ["phone_e164"],
+             "connection_id": "sms", "settings": {"lists": {"lapsed_buyers": "Y6nRLr"}}},
+            "settings.lists.lapsed_buyers: not one of this destination's audiences",
+            id="an SMS list for an audience the file does not send"),
+        pytest.param(
+            {"type": "sms_provider", "marketing_action": "sms", "identities": ["phone_e164"],
+             "connection_id": "sms", "settings": {"lists": {"engaged_browsers": "VIP list"}}},
+            "settings.lists.engaged_browsers: 'VIP list' is not a list id",
+            id="an SMS list named by its name, not its id"),
+        pytest.param(
+            {"type": "sms_provider", "marketing_action": "sms", "identities": ["phone_e164"],
+             "connection_id": "sms", "settings": {"lists": ["Y6nRLr"]}},
+            "settings.lists must map audience ids to list ids",
+            id="SMS lists are a mapping by audience"),
+        pytest.param(
             {"type": "email_provider", "marketing_action": "email", "identities": ["email"]},
             "connection_id is missing",
             id="an API destination needs a connection"),
@@ -118,7 +138,22 @@ def test_what_a_destination_type_cannot_take_is_refused(tmp_path, document, expe
     path.write_text(yaml.safe_dump({"name": "ads", "audiences": ["engaged_browsers"], **document}))
     with pytest.raises(DestinationConfigError) as raised:
         parse_file(path)
+    assert str(path) in str(raised.value)
     assert expected_message in str(raised.value)
+
+
+def test_an_sms_list_named_for_one_of_the_audiences_is_taken(tmp_path):
+    path = write(tmp_path, "texts", """
+        name: texts
+        type: sms_provider
+        connection_id: sms
+        marketing_action: sms
+        identities: [phone_e164]
+        audiences: [engaged_browsers, hot_shoppers_today]
+        settings:
+          lists: {engaged_browsers: Y6nRLr}
+    """)  # fmt: skip
+    assert parse_file(path).settings == {"lists": {"engaged_browsers": "Y6nRLr"}}
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""What the API connector tests share: a destination, real batches, and a runner's retry.
+"""What the API connector tests share: a running stand-in, a destination, real batches,
+and a runner's retry under an injected fault.
 
 The destination is a plain namespace with the attributes the runner's Destination
 has; the Airflow connection comes from an AIRFLOW_CONN_* variable pointing at the
@@ -11,12 +12,24 @@ import json
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from cdp.activation.connectors.base import Audience, Batch, BatchResult, Member, RetryableError
+from cdp.vendors.stand_in import Fault
 
 FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop_before", "drop_after")
 CLIENT_TIMEOUT = 0.3  # seconds; a `slow` fault answers after SLOW_ANSWER
 SLOW_ANSWER = 0.6
 RETRY_AFTER = 0.2
+
+
+def serve(stand_in):
+    """A stand-in listening on localhost for one test; a fixture does `yield from serve(...)`."""
+    stand_in.base_url = stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
 
 
 def make_destination(monkeypatch, vendor, base_url: str, *, token=None, **overrides):
@@ -60,6 +73,12 @@ def make_audience(audience_id: str = "vip_customers", vendor_audience_id=None) -
     )
 
 
+def opened(connector, audience_id: str = "vip_customers") -> Audience:
+    """The audience as the runner hands it to send(): with the vendor's id for it."""
+    audience = make_audience(audience_id)
+    return make_audience(audience_id, vendor_audience_id=connector.open_audience(audience))
+
+
 def make_batch(
     audience: Audience, operation: str, members, number: int = 1, run_key: str = "run-1"
 ) -> Batch:
@@ -97,3 +116,21 @@ def deliver(connector, batch: Batch, attempts: int = 4) -> tuple[BatchResult, li
             errors.append(error)
             time.sleep(min(error.retry_after or 0.05, 1.0))
     raise AssertionError(f"batch not delivered after {attempts} attempts: {errors}")
+
+
+def delivered_after_a_fault(vendor, connector, batch: Batch, kind: str, path: str) -> BatchResult:
+    """One fault of `kind` on requests to `path`, then the batch sent as the runner would.
+
+    The first attempt must fail as retryable (a 429 saying how long to wait) and the
+    second deliver; what the vendor then holds is for the test to check.
+    """
+    vendor.inject(
+        Fault(kind, path_pattern=path, retry_after_seconds=RETRY_AFTER, delay_seconds=SLOW_ANSWER)
+    )
+
+    result, errors = deliver(connector, batch)
+
+    assert len(errors) == 1, f"expected one retryable failure, got {errors}"
+    if kind == "rate_limit":
+        assert errors[0].retry_after == pytest.approx(RETRY_AFTER)
+    return result

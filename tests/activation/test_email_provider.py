@@ -8,20 +8,21 @@ import logging
 import httpx
 import pytest
 
-from cdp.activation.connectors.base import PermanentError, RetryableError
+from cdp.activation.connectors import email_provider
+from cdp.activation.connectors.base import PermanentError
 from cdp.activation.connectors.email_provider import EmailProviderConnector
 from cdp.vendors.email_provider import EmailProviderStandIn
 from cdp.vendors.stand_in import Fault
 from tests.activation.connector_harness import (
     CLIENT_TIMEOUT,
     FAULT_KINDS,
-    RETRY_AFTER,
-    SLOW_ANSWER,
-    deliver,
+    delivered_after_a_fault,
     make_audience,
     make_batch,
     make_destination,
     member,
+    opened,
+    serve,
 )
 
 LIST_ID = "a1b2c3d4e5"
@@ -31,25 +32,24 @@ SEGMENT_MEMBERS_PATH = r"/segments/\d+$"
 
 @pytest.fixture
 def vendor():
-    stand_in = EmailProviderStandIn(list_ids=(LIST_ID,))
-    stand_in.base_url = stand_in.start()
-    yield stand_in
-    stand_in.stop()
+    yield from serve(EmailProviderStandIn(list_ids=(LIST_ID,)))
 
 
-@pytest.fixture
-def connector(vendor, monkeypatch):
-    destination = make_destination(
-        monkeypatch,
-        vendor,
-        vendor.base_url,
+def email_destination(monkeypatch, vendor, **overrides):
+    settings = dict(
         identities=("email",),
         attributes={"FNAME": "first_name"},
         batch_size=500,
         timeout_seconds=CLIENT_TIMEOUT,
         settings={"list_id": LIST_ID},
     )
-    connector = EmailProviderConnector(destination)
+    settings.update(overrides)
+    return make_destination(monkeypatch, vendor, vendor.base_url, **settings)
+
+
+@pytest.fixture
+def connector(vendor, monkeypatch):
+    connector = EmailProviderConnector(email_destination(monkeypatch, vendor))
     yield connector
     connector.close()
 
@@ -61,14 +61,15 @@ def people(count: int, start: int = 0):
     ]
 
 
-def opened(connector, audience_id: str = "vip_customers"):
-    audience = make_audience(audience_id)
-    return make_audience(audience_id, vendor_audience_id=connector.open_audience(audience))
-
-
 def raw_client(vendor, key: str | None = None) -> httpx.Client:
     credentials = base64.b64encode(f"anyone:{key or vendor.token}".encode()).decode()
     return httpx.Client(base_url=vendor.base_url, headers={"Authorization": f"Basic {credentials}"})
+
+
+def mailchimp_words(problem: dict) -> str:
+    """A problem document's detail and each field error, as `field: message`."""
+    fields = [f"{error['field']}: {error['message']}" for error in problem.get("errors", [])]
+    return " ".join([problem["detail"], *fields])
 
 
 # -- the happy path ---------------------------------------------------------------------
@@ -82,6 +83,20 @@ def test_open_audience_creates_the_segment_once_and_finds_it_again(vendor, conne
     assert first == again != other
     assert vendor.segments[first] == {"list_id": LIST_ID, "name": "vip_customers"}
     assert vendor.requests_received["create_segment"] == 2
+
+
+def test_a_segment_is_found_on_a_later_page_of_the_list(vendor, connector, monkeypatch):
+    monkeypatch.setattr(email_provider, "SEGMENT_PAGE_SIZE", 2)
+    made = [connector.open_audience(make_audience(f"audience_{n}")) for n in range(5)]
+    asked = vendor.requests_received["list_segments"]
+
+    found = connector.open_audience(make_audience("audience_4"))
+    missing = connector.open_audience(make_audience("audience_5"))
+
+    assert found == made[4]
+    assert missing not in made
+    # Three pages of two to find the fifth; three more to learn the sixth is not there.
+    assert vendor.requests_received["list_segments"] - asked == 6
 
 
 def test_adds_then_removes_move_people_in_and_out_of_the_segment_only(vendor, connector):
@@ -154,7 +169,7 @@ def test_unnormalised_or_malformed_addresses_are_refused_whole(vendor, email, co
     [
         (f"/3.0/lists/{LIST_ID}", {"update_existing": True}, 400, "members is required"),
         (f"/3.0/lists/{LIST_ID}", {"members": [{"status": "subscribed"}]}, 400,
-         "email_address is required"),
+         "email_address: This value should not be blank"),
         (f"/3.0/lists/{LIST_ID}", {"members": [{"email_address": "a@example.com"}]}, 400,
          "status or status_if_new is required"),
         (f"/3.0/lists/{LIST_ID}",
@@ -176,7 +191,7 @@ def test_requests_missing_fields_or_too_large_get_mailchimps_errors(
 
     assert answer.status_code == status
     assert answer.json()["status"] == status
-    assert complaint in answer.json()["detail"]
+    assert complaint in mailchimp_words(answer.json())
 
 
 def test_more_than_500_segment_members_are_refused(vendor, connector):
@@ -202,6 +217,26 @@ def test_bad_credentials_fail_for_good_with_the_vendors_words(vendor, monkeypatc
     connector.close()
 
 
+def test_a_refused_request_fails_with_mailchimps_field_and_message(vendor, monkeypatch):
+    # A profile attribute's name where Mailchimp wants a merge tag.
+    destination = email_destination(monkeypatch, vendor, attributes={"first_name": "first_name"})
+    connector = EmailProviderConnector(destination)
+    audience = opened(connector)
+    person = member("p1", email="a@example.com", attributes={"first_name": "A"})
+
+    with pytest.raises(PermanentError) as refused:
+        connector.send(make_batch(audience, "add", [person]))
+    connector.close()
+
+    assert str(refused.value) == (
+        "email_provider_test answered 400: The resource submitted could not be validated. "
+        "For field-specific details, see the 'errors' array; 'first_name' is not a merge tag "
+        "(upper-case letters, digits or _, at most 10 characters, e.g. FNAME); fix the "
+        "destination's attributes (at members[0].merge_fields)"
+    )
+    assert vendor.lists[LIST_ID] == {}
+
+
 def test_a_destination_without_a_list_id_says_how_to_fix_it(vendor, monkeypatch):
     destination = make_destination(monkeypatch, vendor, vendor.base_url, settings={})
 
@@ -218,17 +253,9 @@ def test_every_fault_is_retryable_and_a_resent_batch_lands_once(vendor, connecto
     audience = opened(connector)
     segment = audience.vendor_audience_id
     batch = make_batch(audience, "add", people(3))
-    vendor.inject(
-        Fault(kind, path_pattern=path, retry_after_seconds=RETRY_AFTER, delay_seconds=SLOW_ANSWER)
-    )
 
-    with pytest.raises(RetryableError) as raised:
-        connector.send(batch)
-    if kind == "rate_limit":
-        assert raised.value.retry_after == pytest.approx(RETRY_AFTER)
-    result, errors = deliver(connector, batch)
+    result = delivered_after_a_fault(vendor, connector, batch, kind, path)
 
-    assert errors == []
     assert result.accepted == 3
     assert vendor.members[segment] == {f"person{n}@example.com" for n in range(3)}
     assert all(vendor.applied_adds[(segment, f"person{n}@example.com")] == 1 for n in range(3))
@@ -240,11 +267,9 @@ def test_a_removal_whose_answer_was_lost_is_applied_once(vendor, connector, kind
     segment = audience.vendor_audience_id
     connector.send(make_batch(audience, "add", people(2), number=1))
     removal = make_batch(audience, "remove", people(1), number=2)
-    vendor.inject(Fault(kind, path_pattern=SEGMENT_MEMBERS_PATH, delay_seconds=SLOW_ANSWER))
 
-    result, errors = deliver(connector, removal)
+    result = delivered_after_a_fault(vendor, connector, removal, kind, SEGMENT_MEMBERS_PATH)
 
-    assert len(errors) == 1
     assert result.accepted == 1 and result.rejected == {}
     assert vendor.members[segment] == {"person1@example.com"}
     assert vendor.applied_removes[(segment, "person0@example.com")] == 1

@@ -11,9 +11,11 @@ from cdp.activation.connectors.base import (
     RetryableError,
 )
 from cdp.activation.connectors.meta_custom_audiences import (
+    SCHEMA_KEYS,
     MetaCustomAudiencesConnector,
     custom_audience_name,
 )
+from cdp.activation.destinations import DESTINATION_TYPES
 from cdp.vendors.meta_custom_audiences import MetaCustomAudiencesStandIn
 from cdp.vendors.stand_in import Fault
 from tests.activation.advertising_helpers import (
@@ -26,8 +28,14 @@ from tests.activation.advertising_helpers import (
     members,
     normalised_email,
     point_connection_at,
-    send_like_the_runner,
     sha256_hex,
+)
+from tests.activation.connector_harness import (
+    CLIENT_TIMEOUT,
+    FAULT_KINDS,
+    deliver,
+    delivered_after_a_fault,
+    serve,
 )
 
 VERSION = "v25.0"
@@ -47,10 +55,7 @@ def meta_hashes(people) -> set[str]:
 
 @pytest.fixture
 def vendor():
-    stand_in = MetaCustomAudiencesStandIn()
-    stand_in.base_url = stand_in.start()
-    yield stand_in
-    stand_in.stop()
+    yield from serve(MetaCustomAudiencesStandIn())
 
 
 @pytest.fixture
@@ -59,7 +64,7 @@ def meta_destination(vendor, monkeypatch):
         "meta_custom_audiences",
         ("email_sha256", "phone_digits_sha256"),
         {"ad_account_id": f"act_{ACCOUNT}", "api_version": VERSION},
-        timeout_seconds=0.3,
+        timeout_seconds=CLIENT_TIMEOUT,
     )
     point_connection_at(monkeypatch, target, vendor.base_url)
     return target
@@ -124,6 +129,25 @@ def test_a_member_with_no_identity_meta_takes_is_refused_without_sending(
     assert result.accepted == 1
     assert set(result.rejected) == {"p-900"}
     assert vendor.members[audience_id] == meta_hashes(PEOPLE[:1])
+
+
+def test_every_identity_a_meta_destination_may_declare_has_a_schema_key():
+    assert set(SCHEMA_KEYS) == set(DESTINATION_TYPES["meta_custom_audiences"].identities)
+
+
+def test_a_kind_meta_cannot_take_stops_a_destination_built_by_hand():
+    by_hand = destination(
+        "meta_custom_audiences", ("email_sha256", "phone_sha256"), {"ad_account_id": ACCOUNT}
+    )
+
+    with pytest.raises(PermanentError) as refused:
+        MetaCustomAudiencesConnector(by_hand)
+
+    assert str(refused.value) == (
+        "destination test_meta_custom_audiences: Meta has no schema key for identity "
+        "'phone_sha256'; `cdp destinations check` lists the identities meta_custom_audiences "
+        "accepts"
+    )
 
 
 # -- strictness, spoken to directly -----------------------------------------------------
@@ -194,33 +218,15 @@ def test_a_bad_token_is_a_permanent_error_in_meta_words(vendor, meta_destination
 # -- faults -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        Fault("rate_limit", retry_after_seconds=0.4),
-        Fault("server_error"),
-        Fault("slow", delay_seconds=0.8),
-        Fault("drop_before"),
-        Fault("drop_after"),
-    ],
-    ids=lambda fault: fault.kind,
-)
+@pytest.mark.parametrize("kind", FAULT_KINDS)
 def test_each_fault_is_retryable_and_the_batch_lands_once(
-    vendor, meta_destination, connector, fault
+    vendor, meta_destination, connector, kind
 ):
     audience_id = connector.open_audience(AUDIENCE)
-    fault.path_pattern = "/users$"
-    vendor.inject(fault)
     batch = batch_of(meta_destination, audience_id, "add", members())
 
-    with pytest.raises(RetryableError) as raised:
-        connector.send(batch)
-    if fault.kind == "rate_limit":
-        assert raised.value.retry_after == pytest.approx(0.4)
+    result = delivered_after_a_fault(vendor, connector, batch, kind, "/users$")
 
-    result, errors = send_like_the_runner(connector, batch)
-
-    assert errors == []
     assert result.accepted == len(PEOPLE)
     assert vendor.members[audience_id] == meta_hashes(PEOPLE)
     # Applied once even where the first attempt was applied and its answer lost.
@@ -234,7 +240,7 @@ def test_meta_throttling_codes_are_retryable(vendor, meta_destination, connector
 
     with pytest.raises(RetryableError, match="80003"):
         connector.send(batch)
-    result, _ = send_like_the_runner(connector, batch)
+    result, _ = deliver(connector, batch)
 
     assert result.accepted == len(PEOPLE)
 

@@ -7,20 +7,21 @@ import logging
 import httpx
 import pytest
 
-from cdp.activation.connectors.base import PermanentError, RetryableError
+from cdp.activation.connectors import sms_provider
+from cdp.activation.connectors.base import PermanentError
 from cdp.activation.connectors.sms_provider import REVISION, SmsProviderConnector
 from cdp.vendors.sms_provider import SmsProviderStandIn
 from cdp.vendors.stand_in import Fault
 from tests.activation.connector_harness import (
     CLIENT_TIMEOUT,
     FAULT_KINDS,
-    RETRY_AFTER,
-    SLOW_ANSWER,
-    deliver,
+    delivered_after_a_fault,
     make_audience,
     make_batch,
     make_destination,
     member,
+    opened,
+    serve,
 )
 
 SUBSCRIBE_PATH = r"^/api/profile-subscription-bulk-create-jobs"
@@ -30,10 +31,7 @@ LOOKUP_PATH = r"^/api/lists/\w+/profiles$"
 
 @pytest.fixture
 def vendor():
-    stand_in = SmsProviderStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
+    yield from serve(SmsProviderStandIn())
 
 
 def sms_destination(monkeypatch, vendor, **overrides):
@@ -60,11 +58,6 @@ def phone(n: int) -> str:
 
 def people(count: int, start: int = 0):
     return [member(f"p{n}", phone_e164=phone(n)) for n in range(start, start + count)]
-
-
-def opened(connector, audience_id: str = "vip_customers"):
-    audience = make_audience(audience_id)
-    return make_audience(audience_id, vendor_audience_id=connector.open_audience(audience))
 
 
 def raw_client(vendor, revision: str | None = REVISION) -> httpx.Client:
@@ -136,11 +129,17 @@ def test_adds_subscribe_with_consent_and_removes_leave_consent_alone(vendor, con
     assert vendor.sms_consent[phone(0)] == "SUBSCRIBED"
 
 
-def test_attributes_are_refused_at_once_since_the_job_cannot_carry_them(vendor, monkeypatch):
-    destination = sms_destination(monkeypatch, vendor, attributes={"first_name": "first_name"})
+def test_a_removal_finds_its_profiles_over_several_lookup_pages(vendor, connector, monkeypatch):
+    monkeypatch.setattr(sms_provider, "LOOKUP_PAGE_SIZE", 2)
+    audience = opened(connector)
+    everyone = people(6)
+    connector.send(make_batch(audience, "add", everyone, number=1))
 
-    with pytest.raises(PermanentError, match="sends no attributes"):
-        SmsProviderConnector(destination)
+    removed = connector.send(make_batch(audience, "remove", everyone[:5], number=2))
+
+    assert removed.vendor_response == {"removed": 5, "not_on_list": 0}
+    assert vendor.requests_received["list_profiles"] == 3
+    assert vendor.members[audience.vendor_audience_id] == {phone(5)}
 
 
 # -- strictness -------------------------------------------------------------------------
@@ -225,6 +224,20 @@ def test_bad_credentials_fail_for_good_with_the_vendors_words(vendor, monkeypatc
     connector.close()
 
 
+def test_a_refused_job_fails_with_klaviyos_detail_and_pointer(vendor, connector):
+    audience = opened(connector)
+    national = member("p1", phone_e164="07700900123")  # a number normalisation missed
+
+    with pytest.raises(PermanentError) as refused:
+        connector.send(make_batch(audience, "add", [national]))
+
+    assert str(refused.value) == (
+        "sms_provider_test answered 400: phone_number must be in E.164 format: +, country "
+        "code, number, no spaces (at /data/attributes/profiles/data/0/attributes/phone_number)"
+    )
+    assert vendor.members[audience.vendor_audience_id] == set()
+
+
 # -- faults -----------------------------------------------------------------------------
 
 
@@ -233,22 +246,9 @@ def test_every_fault_on_an_add_is_retryable_and_lands_once(vendor, connector, ki
     audience = opened(connector)
     list_id = audience.vendor_audience_id
     batch = make_batch(audience, "add", people(3))
-    vendor.inject(
-        Fault(
-            kind,
-            path_pattern=SUBSCRIBE_PATH,
-            retry_after_seconds=RETRY_AFTER,
-            delay_seconds=SLOW_ANSWER,
-        )
-    )
 
-    with pytest.raises(RetryableError) as raised:
-        connector.send(batch)
-    if kind == "rate_limit":
-        assert raised.value.retry_after == pytest.approx(RETRY_AFTER)
-    result, errors = deliver(connector, batch)
+    result = delivered_after_a_fault(vendor, connector, batch, kind, SUBSCRIBE_PATH)
 
-    assert errors == []
     assert result.accepted == 3
     assert vendor.members[list_id] == {phone(n) for n in range(3)}
     assert all(vendor.applied_adds[(list_id, phone(n))] == 1 for n in range(3))
@@ -261,15 +261,9 @@ def test_every_fault_on_a_removal_is_retryable_and_lands_once(vendor, connector,
     list_id = audience.vendor_audience_id
     connector.send(make_batch(audience, "add", people(3), number=1))
     removal = make_batch(audience, "remove", people(2), number=2)
-    vendor.inject(
-        Fault(kind, path_pattern=path, retry_after_seconds=RETRY_AFTER, delay_seconds=SLOW_ANSWER)
-    )
 
-    result, errors = deliver(connector, removal)
+    result = delivered_after_a_fault(vendor, connector, removal, kind, path)
 
-    assert len(errors) == 1
-    if kind == "rate_limit":
-        assert errors[0].retry_after == pytest.approx(RETRY_AFTER)
     assert result.accepted == 2
     assert vendor.members[list_id] == {phone(2)}
     assert all(vendor.applied_removes[(list_id, phone(n))] == 1 for n in range(2))

@@ -289,6 +289,8 @@ def _type_problems(document: dict, kind: DestinationType) -> list[str]:
     for key in kind.required_settings:
         if key not in settings_given:
             problems.append(f"settings.{key} is required for a {type_name} destination")
+    if type_name == "sms_provider" and isinstance(settings_given, dict):
+        problems += _list_ids_problems(settings_given.get("lists"), document.get("audiences"))
 
     if type_name == "file_export":
         if "location" not in document:
@@ -316,6 +318,28 @@ def _type_problems(document: dict, kind: DestinationType) -> list[str]:
         for key in ("location", "file_format", "max_rows_per_file"):
             if key in document:
                 problems.append(f"key {key!r} is for file_export destinations only; remove it")
+    return problems
+
+
+def _list_ids_problems(lists, audiences) -> list[str]:
+    """settings.lists may name the SMS provider's list for some of the file's audiences."""
+    if lists is None:
+        return []
+    if not isinstance(lists, dict):
+        return ["settings.lists must map audience ids to list ids, e.g. {vip_customers: Y6nRLr}"]
+    problems = []
+    audiences = audiences if isinstance(audiences, list) else []
+    for audience, list_id in lists.items():
+        if audience not in audiences:
+            problems.append(
+                f"settings.lists.{audience}: not one of this destination's audiences; "
+                "add it to `audiences` or remove the entry"
+            )
+        if not isinstance(list_id, str) or not list_id.isalnum():
+            problems.append(
+                f"settings.lists.{audience}: {list_id!r} is not a list id; copy it from the "
+                "list's settings page at the provider (letters and digits, e.g. Y6nRLr)"
+            )
     return problems
 
 

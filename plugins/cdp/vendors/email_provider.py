@@ -1,10 +1,12 @@
 """A strict stand-in for the Mailchimp Marketing API v3 (lists, members, static segments).
 
 It answers the endpoints the email_provider connector uses (see that module's
-docstring) with Mailchimp's shapes: problem documents for errors, `errors` arrays for
-rows refused inside an accepted request. It is stricter than Mailchimp in one way on
-purpose: addresses must arrive normalised (trimmed, lower-case), because the CDP
-promises to send them so; Mailchimp would quietly lower-case them itself.
+docstring) with Mailchimp's shapes: problem documents for errors (a body that fails
+the schema gets a generic `detail` and its fields in `errors` [{field, message}]),
+`errors` arrays for rows refused inside an accepted request. It is stricter than
+Mailchimp in one way on purpose: addresses must arrive normalised (trimmed,
+lower-case), because the CDP promises to send them so; Mailchimp would quietly
+lower-case them itself.
 
 Bookkeeping for tests: `members[segment_id]` is who is in each segment,
 `applied_adds[(segment_id, email)]` how often an address actually entered it. Adding an
@@ -27,6 +29,10 @@ MAX_SEGMENT_PAGE = 1000
 EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 MERGE_TAG = re.compile(r"^[A-Z0-9_]{1,10}$")
 STATUSES = {"subscribed", "unsubscribed", "cleaned", "pending", "transactional"}
+SCHEMA_INVALID_DETAIL = (
+    "The resource submitted could not be validated. "
+    "For field-specific details, see the 'errors' array."
+)
 TITLES = {400: "Invalid Resource", 401: "API Key Invalid", 404: "Resource Not Found"}
 LIST_ID = r"(?P<list_id>[0-9a-z]+)"
 DEFAULT_LIST_ID = "a1b2c3d4e5"  # the list a stand-in starts with, for the demo's settings
@@ -264,25 +270,30 @@ def _check_member(member, index: int) -> None:
     if not isinstance(member, dict):
         raise VendorError(400, f"{where} must be an object")
     if "email_address" not in member:
-        raise VendorError(400, f"{where}.email_address is required")
+        raise _invalid(f"{where}.email_address", "This value should not be blank.")
     _check_emails([member["email_address"]], f"{where}.email_address", single=True)
     status = member.get("status") or member.get("status_if_new")
     if status is None:
-        raise VendorError(400, f"{where}: status or status_if_new is required")
+        raise _invalid(f"{where}.status_if_new", "status or status_if_new is required")
     if status not in STATUSES:
-        raise VendorError(400, f"{where}: status must be one of {', '.join(sorted(STATUSES))}")
+        raise _invalid(f"{where}.status", f"must be one of {', '.join(sorted(STATUSES))}")
     merge_fields = member.get("merge_fields", {})
     if not isinstance(merge_fields, dict):
-        raise VendorError(400, f"{where}.merge_fields must be an object")
+        raise _invalid(f"{where}.merge_fields", "Schema describes object, array found instead")
     for tag, value in merge_fields.items():
         if not MERGE_TAG.match(tag):
-            raise VendorError(
-                400,
-                f"{where}.merge_fields: {tag!r} is not a merge tag (upper-case letters, digits "
-                "or _, at most 10 characters, e.g. FNAME); fix the destination's attributes",
+            raise _invalid(
+                f"{where}.merge_fields",
+                f"{tag!r} is not a merge tag (upper-case letters, digits or _, at most 10 "
+                "characters, e.g. FNAME); fix the destination's attributes",
             )
         if value is None or isinstance(value, dict | list):
-            raise VendorError(400, f"{where}.merge_fields.{tag} must be a string or a number")
+            raise _invalid(f"{where}.merge_fields.{tag}", "must be a string or a number")
+
+
+def _invalid(field: str, message: str) -> VendorError:
+    """Mailchimp's answer to a body that fails its schema: the words are in `errors`."""
+    return VendorError(400, SCHEMA_INVALID_DETAIL, errors=[{"field": field, "message": message}])
 
 
 def _check_emails(emails: list, where: str, single: bool = False) -> None:

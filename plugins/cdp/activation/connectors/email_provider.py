@@ -25,7 +25,9 @@ Endpoints used:
 An add batch makes both calls: members must be on the list before the segment can
 take them. Mailchimp has no idempotency key, but both calls are set operations (an
 upsert, a membership), so repeating a batch whose answer was lost changes nothing.
-Errors arrive as problem documents {type, title, status, detail, instance}.
+Errors arrive as problem documents {type, title, status, detail, instance}; when the
+body fails Mailchimp's schema, `detail` only points to `errors` [{field, message}],
+so a task stopped by a 4xx reports both (vendor_http.vendor_message).
 """
 
 from __future__ import annotations
@@ -162,20 +164,24 @@ class EmailProviderConnector:
         return {error["email_address"]: error["error"] for error in answer.get("errors") or []}
 
     def _find_segment(self, name: str) -> str | None:
-        offset = 0
-        while True:
-            page = self._http.request(
-                "GET",
-                f"/3.0/lists/{self.list_id}/segments"
-                f"?type=static&count={SEGMENT_PAGE_SIZE}&offset={offset}",
-            )
-            segments = page.get("segments") or []
-            for segment in segments:
+        for page in self._http.pages(self._segments_page, _next_offset):
+            for segment in page.get("segments") or []:
                 if segment.get("name") == name:
                     return str(segment["id"])
-            offset += len(segments)
-            if not segments or offset >= page.get("total_items", 0):
-                return None
+        return None
+
+    def _segments_page(self, offset: int | None) -> str:
+        return (
+            f"/3.0/lists/{self.list_id}/segments"
+            f"?type=static&count={SEGMENT_PAGE_SIZE}&offset={offset or 0}"
+        )
+
+
+def _next_offset(page: dict, offset: int | None) -> int | None:
+    """Mailchimp pages by offset, and each page says how many there are in all."""
+    segments = page.get("segments") or []
+    following = (offset or 0) + len(segments)
+    return following if segments and following < page.get("total_items", 0) else None
 
 
 def _emails_of(members: tuple[Member, ...]) -> tuple[dict[str, list[str]], dict[str, str]]:

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"
 MAX_ROWS = 10_000
-# Identity kind -> Meta schema key, in the order the columns are sent.
+# Identity kind -> Meta schema key; the destination's identities give the column order.
 SCHEMA_KEYS = {"email_sha256": "EMAIL", "phone_digits_sha256": "PHONE"}
 CUSTOMER_FILE_SOURCES = (
     "USER_PROVIDED_ONLY",
@@ -89,7 +89,8 @@ class MetaCustomAudiencesConnector:
                 f"destination {destination.name}: settings.customer_file_source must be one of "
                 f"{', '.join(CUSTOMER_FILE_SOURCES)}"
             )
-        self.kinds = _schema_kinds(destination.name, destination.identities)
+        self.kinds = tuple(destination.identities)
+        self.schema = _schema(destination.name, self.kinds)
         self.batch_size = min(destination.batch_size or MAX_ROWS, MAX_ROWS)
 
         endpoint = endpoint_from_connection(destination.connection_id, DEFAULT_BASE_URL)
@@ -134,20 +135,17 @@ class MetaCustomAudiencesConnector:
         return str(created["id"])
 
     def _find_custom_audience(self, name: str) -> str | None:
-        after = None
-        while True:
-            query = {"fields": "id,name", "limit": AUDIENCES_PAGE_SIZE}
-            if after:
-                query["after"] = after
-            page = self._http.request("GET", f"{self._audiences_path}?{urlencode(query)}")
+        for page in self._http.pages(self._audiences_page, _next_after):
             for entry in page.get("data", []):
                 if entry.get("name") == name:
                     return str(entry["id"])
+        return None
 
-            paging = page.get("paging") or {}
-            after = (paging.get("cursors") or {}).get("after")
-            if not paging.get("next") or not after:
-                return None
+    def _audiences_page(self, after: str | None) -> str:
+        query = {"fields": "id,name", "limit": AUDIENCES_PAGE_SIZE}
+        if after:
+            query["after"] = after
+        return f"{self._audiences_path}?{urlencode(query)}"
 
     @property
     def _audiences_path(self) -> str:
@@ -175,7 +173,7 @@ class MetaCustomAudiencesConnector:
             return BatchResult(accepted=0, rejected=rejected)
 
         body = {
-            "payload": {"schema": [SCHEMA_KEYS[kind] for kind in self.kinds], "data": rows},
+            "payload": {"schema": self.schema, "data": rows},
             "session": self._session(batch),
         }
         answer = self._http.request(
@@ -284,6 +282,13 @@ def _refused_rows(answer: dict, rows: list[list[str]], owners: list[str]) -> dic
     return refused
 
 
+def _next_after(page: dict, after: str | None) -> str | None:
+    """The Graph API pages by cursor; a page without a `next` link is the last."""
+    paging = page.get("paging") or {}
+    following = (paging.get("cursors") or {}).get("after")
+    return following if paging.get("next") and following else None
+
+
 def _first(values: list[str] | None) -> str:
     return values[0] if values else ""
 
@@ -298,13 +303,17 @@ def _ad_account_id(destination: str, settings: dict) -> str:
     return account
 
 
-def _schema_kinds(destination: str, identities) -> list[str]:
-    kinds = [kind for kind in identities if kind in SCHEMA_KEYS]
-    unsupported = [kind for kind in identities if kind not in SCHEMA_KEYS]
-    if unsupported or not kinds:
+def _schema(destination: str, kinds: tuple[str, ...]) -> list[str]:
+    """Meta's schema key for each identity kind the destination sends, in its order.
+
+    Which kinds a meta_custom_audiences destination may declare is decided once, in
+    DESTINATION_TYPES, and checked with its file; only a destination built by hand can
+    bring a kind that has no column at Meta.
+    """
+    try:
+        return [SCHEMA_KEYS[kind] for kind in kinds]
+    except KeyError as unknown:
         raise PermanentError(
-            f"destination {destination}: Meta custom audiences take the identities "
-            f"{', '.join(SCHEMA_KEYS)}; remove {', '.join(unsupported) or 'nothing'} and "
-            "list at least one of them"
-        )
-    return kinds
+            f"destination {destination}: Meta has no schema key for identity {unknown}; "
+            "`cdp destinations check` lists the identities meta_custom_audiences accepts"
+        ) from None

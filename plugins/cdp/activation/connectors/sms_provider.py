@@ -37,7 +37,8 @@ Endpoints used:
 Klaviyo has no idempotency key, but subscribing a subscribed list member and
 removing a profile no longer on the list both change nothing, so a batch whose answer
 was lost can be sent again. Errors arrive as {"errors": [{"status", "code", "title",
-"detail", "source"}]}.
+"detail", "source": {"pointer"}}]}; a task stopped by a 4xx reports each detail with
+the JSON pointer to what was refused (vendor_http.vendor_message).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from urllib.parse import quote
 
 import httpx
 
-from cdp.activation.connectors.base import Audience, Batch, BatchResult, Member, PermanentError
+from cdp.activation.connectors.base import Audience, Batch, BatchResult, Member
 from cdp.activation.connectors.vendor_http import (
     DEFAULT_TIMEOUT_SECONDS,
     VendorHttp,
@@ -77,7 +78,8 @@ if not any(isinstance(f, _NoPhonesInRequestLogs) for f in _httpx_log.filters):
     _httpx_log.addFilter(_NoPhonesInRequestLogs())
 
 REVISION = "2026-07-15"
-MAX_PROFILES_PER_BATCH = 100  # the list lookup's page size; a subscribe job takes 1,000
+LOOKUP_PAGE_SIZE = 100  # Klaviyo's largest page of list profiles
+MAX_PROFILES_PER_BATCH = LOOKUP_PAGE_SIZE  # a subscribe job would take 1,000
 SUBSCRIBED_FOR_SMS_MARKETING = {"sms": {"marketing": {"consent": "SUBSCRIBED"}}}
 
 
@@ -86,12 +88,8 @@ class SmsProviderConnector:
 
     def __init__(self, destination):
         self.destination = destination
-        if destination.attributes:
-            # The subscription job carries identifiers and consent only.
-            raise PermanentError(
-                f"destination {destination.name}: sms_provider sends no attributes (Klaviyo's "
-                "subscription job takes a phone number and consent only); remove `attributes`"
-            )
+        # `cdp destinations check` has refused attributes (the subscription job carries a
+        # phone number and consent only) and list ids that are not list ids.
         self.list_ids: dict[str, str] = (destination.settings or {}).get("lists") or {}
         endpoint = endpoint_from_connection(destination.connection_id)
         self._http = VendorHttp(
@@ -187,16 +185,17 @@ class SmsProviderConnector:
     def _list_members(self, list_id: str, phones: list[str]) -> list[str]:
         """Klaviyo's profile ids for those of these phones that are on the list."""
         selector = f"any(phone_number,{json.dumps(phones, separators=(',', ':'))})"
-        url = (
+        first = (
             f"/api/lists/{list_id}/profiles?filter={quote(selector)}"
-            "&page[size]=100&fields[profile]=phone_number"
+            f"&page[size]={LOOKUP_PAGE_SIZE}&fields[profile]=phone_number"
         )
-        ids = []
-        while url:
-            page = self._http.request("GET", url)
-            ids.extend(profile["id"] for profile in page.get("data") or [])
-            url = (page.get("links") or {}).get("next")
-        return ids
+        pages = self._http.pages(lambda link: link or first, _next_link)
+        return [profile["id"] for page in pages for profile in page.get("data") or []]
+
+
+def _next_link(page: dict, link: str | None) -> str | None:
+    """JSON:API pages by link: each page carries the whole URL of the next, or null."""
+    return (page.get("links") or {}).get("next")
 
 
 def _phones_of(members: tuple[Member, ...]) -> tuple[dict[str, list[str]], dict[str, str]]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 import msgspec
@@ -20,6 +22,9 @@ import msgspec
 from cdp.activation.connectors.base import DeliveryError, PermanentError, RetryableError
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+Cursor = TypeVar("Cursor")
+# Enough for a vendor's sentence and the field it names; the ledger keeps the message.
+MESSAGE_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,25 @@ class VendorHttp:
             raise PermanentError(f"{message} (check the credentials in the Airflow connection)")
         raise PermanentError(message)
 
+    def pages(
+        self,
+        path_of: Callable[[Cursor | None], str],
+        next_cursor: Callable[[dict, Cursor | None], Cursor | None],
+    ) -> Iterator[dict]:
+        """A listing's pages, each fetched when read, so a search stops at what it finds.
+
+        Vendors page in their own ways (an offset, an opaque cursor, a next link), so the
+        caller says both: `path_of(cursor)` is the page's path, `None` meaning the first;
+        `next_cursor(page, cursor)` is the way to the following page, `None` after the last.
+        """
+        cursor = None
+        while True:
+            page = self.request("GET", path_of(cursor))
+            yield page
+            cursor = next_cursor(page, cursor)
+            if cursor is None:
+                return
+
     def vendor_error(self, response: httpx.Response) -> DeliveryError | None:
         """A vendor's own reading of an error answer, consulted before the generic one.
 
@@ -127,17 +151,37 @@ class VendorHttp:
 
 
 def vendor_message(response: httpx.Response) -> str:
-    """The vendor's own explanation, cut short; vendors echo no personal data in errors."""
+    """The vendor's own explanation, cut short; vendors echo no personal data in errors.
+
+    Three shapes are read: {"error": {"message"}} (Meta, Google, the audience manager);
+    JSON:API {"errors": [{"title", "detail", "source": {"pointer"}}]} (Klaviyo); and
+    problem documents {"title", "detail", "errors": [{"field", "message"}]} (Mailchimp),
+    whose detail may only say to look in `errors`. Each error keeps where it points.
+    """
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("detail") or error)[:300]
-        return str(error)[:300]
-    return str(body)[:300]
+        return response.text[:MESSAGE_LENGTH] or response.reason_phrase
+    if not isinstance(body, dict):
+        return str(body)[:MESSAGE_LENGTH]
+
+    error = body.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("detail") or error)[:MESSAGE_LENGTH]
+    if error:
+        return str(error)[:MESSAGE_LENGTH]
+
+    said = [str(body["detail"])] if body.get("detail") else []
+    said += [_one_error(entry) for entry in body.get("errors") or [] if isinstance(entry, dict)]
+    message = "; ".join(part.rstrip(".") for part in said) or str(body)
+    return message[:MESSAGE_LENGTH]
+
+
+def _one_error(entry: dict) -> str:
+    """One entry of an `errors` array, with the field or JSON pointer it names."""
+    text = entry.get("detail") or entry.get("message") or entry.get("title") or str(entry)
+    where = entry.get("field") or (entry.get("source") or {}).get("pointer")
+    return f"{text} (at {where})" if where else str(text)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
