@@ -215,12 +215,17 @@ def _current_members(cursor, destination: Destination, audience_id: str) -> None
 
 
 def _diff(cursor, destination: Destination, keys: dict) -> None:
-    """The difference between who should be there and what the destination holds."""
+    """The difference between who should be there and what the destination holds.
+
+    Each change carries its payload, the member exactly as it will be sent. It is json,
+    not jsonb: it is only ever written out as text, and aggregating json into a batch
+    costs a tenth of converting jsonb.
+    """
     cursor.execute(
         """
         create temporary table planned_changes on commit drop as
         select profile_id, identity_key, change,
-               jsonb_build_object('profile_id', profile_id, 'identity_key', identity_key,
+               json_build_object('profile_id', profile_id, 'identity_key', identity_key,
                                   'change', change, 'identities', identities,
                                   'attributes', attributes, 'realised_at', qualified_at)
                    as payload
@@ -239,7 +244,7 @@ def _diff(cursor, destination: Destination, keys: dict) -> None:
         ) as wanted
         union all
         select held.profile_id, held.identity_value, 'remove',
-               jsonb_build_object('profile_id', held.profile_id,
+               json_build_object('profile_id', held.profile_id,
                                   'identity_key', held.identity_value, 'change', 'remove',
                                   'identities', held.sent_identities, 'attributes', '{}'::jsonb,
                                   'exited_at', now())
@@ -309,7 +314,7 @@ def _add_history(cursor, destination: Destination, keys: dict, *, first_sharing:
         """
         insert into planned_changes (profile_id, identity_key, change, payload)
         select profile_id, identity_key, 'history',
-               jsonb_build_object('profile_id', profile_id, 'identity_key', identity_key,
+               json_build_object('profile_id', profile_id, 'identity_key', identity_key,
                                   'change', 'history', 'identities', identities,
                                   'attributes', '{}'::jsonb,
                                   'realised_at', valid_from, 'exited_at', valid_to)

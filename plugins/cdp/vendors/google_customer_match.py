@@ -213,7 +213,8 @@ def _checked_members(members, encoding) -> list[dict]:
 
     violations = []
     for index, member in enumerate(members):
-        violations.extend(_member_violations(f"audienceMembers[{index}]", member, encoding))
+        if not _is_plainly_valid(member, encoding):
+            violations.extend(_member_violations(f"audienceMembers[{index}]", member, encoding))
     if violations:
         raise VendorError(
             400,
@@ -222,6 +223,25 @@ def _checked_members(members, encoding) -> list[dict]:
             violations=violations,
         )
     return members
+
+
+def _is_plainly_valid(member, encoding: str) -> bool:
+    """The common case, checked without building a message: hex SHA-256 digests only.
+
+    Anything else (base64, or any doubt) gets the full check below, which names each
+    problem; a benchmark sends ten thousand members a request through this.
+    """
+    try:
+        identifiers = member["userData"]["userIdentifiers"]
+        if encoding != "HEX" or not 0 < len(identifiers) <= MAX_IDENTIFIERS:
+            return False
+        for identifier in identifiers:
+            ((name, value),) = identifier.items()
+            if name not in HASHED_IDENTIFIERS or len(value) != 64 or not _LOWER_HEX.match(value):
+                return False
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _member_violations(where: str, member, encoding: str) -> list[dict]:
