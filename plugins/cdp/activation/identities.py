@@ -27,6 +27,13 @@ class IdentityKind:
     # SQL over `identity_value` (a normalised value of that namespace).
     value_expression: str = "identity_value"
     is_hashed: bool = False
+    # SQL that is null exactly when a member has no value of this kind: the unhashed
+    # column, so that the presence test does not hash every value a second time.
+    present_when: str = ""
+
+    @property
+    def presence(self) -> str:
+        return self.present_when or self.expression
 
 
 IDENTITY_KINDS = {
@@ -43,11 +50,12 @@ IDENTITY_KINDS = {
         IdentityKind(
             "phone_sha256", "lower-hex SHA-256 of the E.164 phone, '+' included (Google)",
             _sha256("member.phone_e164"), "phone", _sha256("identity_value"), True,
+            "member.phone_e164",
         ),
         IdentityKind(
             "phone_digits_sha256", "lower-hex SHA-256 of the E.164 digits without '+' (Meta)",
             _sha256("ltrim(member.phone_e164, '+')"), "phone",
-            _sha256("ltrim(identity_value, '+')"), True,
+            _sha256("ltrim(identity_value, '+')"), True, "member.phone_e164",
         ),
         IdentityKind("crm_id", "the CRM customer id", "member.customer_id", "crm_id"),
         IdentityKind("loyalty_id", "the loyalty card id", "member.loyalty_id", "loyalty_id"),

@@ -50,7 +50,7 @@ def identities_sql(destination: Destination) -> str:
 
     if destination.identity_match == "first_available":
         branches = " ".join(
-            f"when {kind.expression} is not null "
+            f"when {kind.presence} is not null "
             f"then jsonb_build_object('{kind.name}', jsonb_build_array({kind.expression}))"
             for kind in kinds
         )
@@ -58,7 +58,7 @@ def identities_sql(destination: Destination) -> str:
 
     if destination.identity_match == "all_available":
         pairs = ", ".join(
-            f"'{kind.name}', case when {kind.expression} is not null "
+            f"'{kind.name}', case when {kind.presence} is not null "
             f"then jsonb_build_array({kind.expression}) end"
             for kind in kinds
         )
