@@ -92,6 +92,8 @@ class RefreshedAccessToken:
         return self._token
 
     def refresh(self) -> None:
+        # A token that needed replacing is not used again, even if no new one comes.
+        self._token = None
         # Timed from before the request, so the token's life is never overestimated.
         asked_at = self._clock()
         answer = self._ask_for_token()
