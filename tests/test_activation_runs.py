@@ -21,7 +21,10 @@ import pytest
 
 from cdp.activation import runner
 from cdp.activation.connectors.base import PermanentError
+from cdp.activation.connectors.file_export import FileExportConnector
 from cdp.activation.delivery import DeliveryIncomplete
+from cdp.activation.file_drop import airflow_connection
+from cdp.local_s3 import airflow_connection_uri, start_local_s3
 from cdp.vendors.sandbox import start_stand_in
 from cdp.vendors.sftp_server import StandInSftpServer
 from cdp.vendors.stand_in import Fault
@@ -221,6 +224,207 @@ def test_files_over_sftp_survive_a_dropped_connection_without_duplicates(
         ]
         manifest = json.loads((second / "manifest.json").read_text())
         assert manifest["run_key"] == "run-2"
+
+
+# -- file parts lost at the destination before the manifest ----------------------------
+
+BUCKET = "partner-exports"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> str:
+    return start_local_s3((BUCKET,))
+
+
+class S3Folder:
+    """A file_export destination writing to the local S3 server, read back with boto3."""
+
+    def __init__(self, endpoint: str, prefix: str, monkeypatch, **destination):
+        import boto3
+
+        monkeypatch.setenv("AIRFLOW_CONN_TEST_FILE_EXPORT", airflow_connection_uri(endpoint))
+        self.prefix = prefix
+        self.destination = make_destination(
+            "file_export", location=f"s3://{BUCKET}/{prefix}", batch_size=2, **destination
+        )
+        self.client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="t",
+                                   aws_secret_access_key="t", region_name="us-east-1")  # fmt: skip
+
+    def key(self, run_key: str, name: str) -> str:
+        return f"{self.prefix}/{AUDIENCE}/{run_key}/{name}"
+
+    def names(self, run_key: str) -> list[str]:
+        listing = self.client.list_objects_v2(Bucket=BUCKET, Prefix=self.key(run_key, ""))
+        return sorted(item["Key"].rsplit("/", 1)[1] for item in listing.get("Contents", []))
+
+    def read(self, run_key: str, name: str) -> bytes:
+        return self.client.get_object(Bucket=BUCKET, Key=self.key(run_key, name))["Body"].read()
+
+    def delete(self, run_key: str, name: str) -> None:
+        self.client.delete_object(Bucket=BUCKET, Key=self.key(run_key, name))
+
+    def delivered(self, *run_keys: str) -> list[str]:
+        """Every data row of the parts the runs' manifests list, as a consumer reads them."""
+        rows = []
+        for run_key in run_keys:
+            manifest = json.loads(self.read(run_key, "manifest.json"))
+            for part in manifest["files"]:
+                rows += self.read(run_key, part["name"]).decode().splitlines()[1:]
+        return rows
+
+
+@pytest.fixture
+def s3_folder(s3_endpoint, monkeypatch, request):
+    def make(**destination) -> S3Folder:
+        return S3Folder(s3_endpoint, request.node.name, monkeypatch, **destination)
+
+    # Airflow sets up logging at its first connection lookup and drops the root logger's
+    # handlers, pytest's log capture among them; looked up here, before the test runs.
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_FILE_EXPORT", airflow_connection_uri(s3_endpoint))
+    airflow_connection("test_file_export")
+    return make
+
+
+def lose_part(monkeypatch, folder: S3Folder, run_key: str, number: int) -> None:
+    """The partner's clean-up job deletes part `number` of the run as soon as it lands."""
+    write_part = FileExportConnector.send
+
+    def send_then_lose(connector, batch):
+        result = write_part(connector, batch)
+        if (batch.run_key, batch.number) == (run_key, number):
+            folder.delete(run_key, connector.part_name(batch.operation, batch.number))
+        return result
+
+    monkeypatch.setattr(FileExportConnector, "send", send_then_lose)
+
+
+def run_error(run_key: str) -> tuple:
+    [row] = query(
+        "select status, rows_failed, error from ops.activation_runs where run_key = %s",
+        (run_key,),
+    )
+    return row
+
+
+def test_an_added_part_lost_before_the_manifest_goes_again_next_run(
+    warehouse_env, s3_folder, monkeypatch, caplog
+):
+    folder = s3_folder()
+    members = [Person(f"p{n}", email=f"x{n}@example.com", phone=f"+4477009{n:05}")
+               for n in range(5)]  # fmt: skip
+    set_audience(members)
+    lose_part(monkeypatch, folder, "run-1", 2)
+
+    with (
+        caplog.at_level(logging.INFO, logger="cdp"),
+        pytest.raises(DeliveryIncomplete, match="additions-00002.csv is missing"),
+    ):
+        runner.activate_audience(folder.destination, AUDIENCE, "run-1")
+
+    # Finished without the lost part: the consumer reads the two parts that are there.
+    manifest = json.loads(folder.read("run-1", "manifest.json"))
+    assert [part["name"] for part in manifest["files"]] == [
+        "additions-00001.csv", "additions-00003.csv",
+    ]  # fmt: skip
+    status, rows_failed, error = run_error("run-1")
+    assert (status, rows_failed) == ("partial", 2)
+    assert "additions-00002.csv is missing" in error and "go again next run" in error
+    assert [batch[3] for batch in batches("run-1")] == ["sent", "failed", "sent"]
+    assert query(
+        "select count(*) from ops.activation_changes where run_key = 'run-1' and status = 'failed'"
+        " and starts_with(reason, %s)",
+        ("lost at the destination: additions-00002.csv is missing",),
+    ) == [(2,)]
+
+    # The next run sends the two lost members, and only them; then nothing is left to send.
+    second = runner.activate_audience(folder.destination, AUDIENCE, "run-2")
+    assert (second.outcome, second.rows_added) == ("sent", 2)
+    assert sorted(folder.delivered("run-1", "run-2")) == sorted(sha256(p.email) for p in members)
+    third = runner.activate_audience(folder.destination, AUDIENCE, "run-3")
+    assert (third.rows_added, third.rows_removed, third.batch_count) == (0, 0, 0)
+    assert "batches=[2] lost at the destination" in caplog.text
+    assert_no_personal_data(caplog.text, members)
+
+
+def test_an_interrupted_run_whose_part_vanished_is_finished_without_it(
+    warehouse_env, tmp_path, monkeypatch
+):
+    with StandInSftpServer(tmp_path / "root") as server:
+        monkeypatch.setenv("AIRFLOW_CONN_TEST_FILE_EXPORT", server.airflow_connection())
+        destination = make_destination("file_export", location="sftp://partner/out", batch_size=2)
+        members = [Person(f"p{n}", email=f"x{n}@example.com") for n in range(5)]
+        set_audience(members)
+        # Three parts land; the link drops as the manifest goes: the task dies there.
+        server.drop_connection(after=3, operation="rename")
+        with pytest.raises(Exception, match="connection"):
+            runner.activate_audience(destination, AUDIENCE, "run-1")
+        first = server.root / "out" / AUDIENCE / "run-1"
+        assert "manifest.json" not in {path.name for path in first.iterdir()}
+
+        # While it waited, the first part was deleted on the server.
+        (first / "additions-00001.csv").unlink()
+        later = runner.activate_audience(destination, AUDIENCE, "run-2")
+
+        manifest = json.loads((first / "manifest.json").read_text())
+        assert [part["name"] for part in manifest["files"]] == [
+            "additions-00002.csv", "additions-00003.csv",
+        ]  # fmt: skip
+        assert run_error("run-1")[:2] == ("partial", 2)
+        assert (later.outcome, later.rows_added) == ("sent", 2)
+        second = server.root / "out" / AUDIENCE / "run-2"
+        delivered = [
+            line
+            for folder in (first, second)
+            for part in json.loads((folder / "manifest.json").read_text())["files"]
+            for line in (folder / part["name"]).read_text().splitlines()[1:]
+        ]
+        assert sorted(delivered) == sorted(sha256(person.email) for person in members)
+
+
+def test_a_full_file_with_a_lost_part_gets_no_manifest_and_is_replaced(
+    warehouse_env, s3_folder, monkeypatch
+):
+    folder = s3_folder(export_mode="full_file")
+    members = [Person(f"p{n}", email=f"x{n}@example.com") for n in range(5)]
+    set_audience(members)
+    lose_part(monkeypatch, folder, "run-1", 2)
+
+    with pytest.raises(DeliveryIncomplete, match="no manifest was written"):
+        runner.activate_audience(folder.destination, AUDIENCE, "run-1")
+
+    # A manifest would have told the consumer that the lost part's members are gone.
+    assert folder.names("run-1") == ["members-00001.csv", "members-00003.csv"]
+    assert run_error("run-1")[:2] == ("partial", 2)
+
+    set_audience(members[1:])  # and one member leaves meanwhile
+    second = runner.activate_audience(folder.destination, AUDIENCE, "run-2")
+    assert second.outcome == "sent"
+    assert sorted(folder.delivered("run-2")) == sorted(sha256(p.email) for p in members[1:])
+    assert query(
+        "select profile_id from ops.activation_state where is_member order by profile_id"
+    ) == [(person.profile_id,) for person in members[1:]]
+
+
+def test_a_lost_removals_part_is_recorded_and_not_sent_again(warehouse_env, s3_folder, monkeypatch):
+    folder = s3_folder()
+    members = [Person(f"p{n}", email=f"x{n}@example.com") for n in range(4)]
+    set_audience(members)
+    runner.activate_audience(folder.destination, AUDIENCE, "run-1")
+    set_audience(members[2:])
+    lose_part(monkeypatch, folder, "run-2", 1)
+
+    with pytest.raises(DeliveryIncomplete, match="removals cannot be rebuilt"):
+        runner.activate_audience(folder.destination, AUDIENCE, "run-2")
+
+    # The known shortcoming (docs/activation.md): the consumer may still hold these two,
+    # and the ledger says which profiles they are.
+    assert json.loads(folder.read("run-2", "manifest.json"))["files"] == []
+    assert query(
+        "select profile_id, status from ops.activation_changes where run_key = 'run-2'"
+        " order by profile_id"
+    ) == [("p0", "failed"), ("p1", "failed")]
+    third = runner.activate_audience(folder.destination, AUDIENCE, "run-3")
+    assert (third.rows_added, third.rows_removed) == (0, 0)
 
 
 # Each vendor says in its own way which rows of an accepted batch it refused.

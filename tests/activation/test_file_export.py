@@ -27,6 +27,7 @@ from cdp.activation.connectors.base import (
     Member,
     PermanentError,
     RetryableError,
+    SentBatchesLost,
 )
 from cdp.activation.connectors.file_export import FileExportConnector
 from cdp.local_s3 import airflow_connection_uri, start_local_s3
@@ -139,6 +140,9 @@ class Store:
     def read(self, path: str) -> bytes:
         raise NotImplementedError
 
+    def delete(self, path: str) -> None:
+        raise NotImplementedError
+
 
 class FolderStore(Store):
     def __init__(self, root: Path):
@@ -151,6 +155,9 @@ class FolderStore(Store):
 
     def read(self, path: str) -> bytes:
         return (self.root / path).read_bytes()
+
+    def delete(self, path: str) -> None:
+        (self.root / path).unlink()
 
 
 class S3Store(Store):
@@ -168,6 +175,9 @@ class S3Store(Store):
 
     def read(self, path: str) -> bytes:
         return self.client.get_object(Bucket=BUCKET, Key=f"{self.prefix}/{path}")["Body"].read()
+
+    def delete(self, path: str) -> None:
+        self.client.delete_object(Bucket=BUCKET, Key=f"{self.prefix}/{path}")
 
 
 class SftpStore(FolderStore):
@@ -432,13 +442,32 @@ def test_a_file_that_landed_before_the_connection_dropped_is_replaced_not_double
     assert server.arrivals.count(f"/exports/{folder}additions-00001.csv") == 2
 
 
-def test_no_manifest_when_a_part_is_missing(tmp_path):
-    store = FolderStore(tmp_path)
+def test_a_lost_part_is_named_and_left_out_of_the_manifest(store):
     connector = connector_for(store.destination())
-    batches = send_run(connector, "run-1", [], [member(n) for n in range(1, 26)])
-    (tmp_path / AUDIENCE.audience_id / "run-1" / "additions-00002.csv").unlink()
+    batches = send_run(connector, "run-1", [member(1)], [member(n) for n in range(2, 22)])
+    folder = f"{AUDIENCE.audience_id}/run-1/"
+    # Deleted at the destination after it was written; its content is nowhere else.
+    store.delete(folder + "additions-00002.csv")
 
-    with pytest.raises(PermanentError, match="additions-00002.csv"):
+    with pytest.raises(SentBatchesLost, match="additions-00002.csv is missing") as lost:
+        connector.finish_run(AUDIENCE, "run-1", ledger_rows(batches))
+
+    assert set(lost.value.lost) == {2}
+    manifest = json.loads(store.read(folder + "manifest.json"))
+    assert [part["name"] for part in manifest["files"]] == [
+        "removals-00001.csv", "additions-00003.csv",
+    ]  # fmt: skip
+    assert manifest["rows"] == 1 + 10
+
+
+def test_a_full_file_with_a_lost_part_gets_no_manifest(tmp_path):
+    store = FolderStore(tmp_path)
+    connector = connector_for(store.destination(export_mode="full_file"))
+    batches = send_run(connector, "run-1", [], [member(n) for n in range(1, 26)])
+    (tmp_path / AUDIENCE.audience_id / "run-1" / "members-00002.csv").write_text("email_sha256\n")
+
+    altered = "members-00002.csv holds 0 rows where batch 2 sent 10"
+    with pytest.raises(SentBatchesLost, match=altered):
         connector.finish_run(AUDIENCE, "run-1", ledger_rows(batches))
     assert "manifest.json" not in store.names(f"{AUDIENCE.audience_id}/run-1/")
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+
 import httpx
 import pytest
 
@@ -257,3 +261,193 @@ def test_a_request_level_refusal_is_permanent_with_the_field_named(
     with pytest.raises(PermanentError, match=r"destinations\[0\]\.productDestinationId"):
         wrong_account.send(batch_of(google_destination, USER_LIST, "add", members()))
     assert not vendor.members
+
+
+# -- OAuth 2.0: access tokens from a refresh token --------------------------------------
+
+
+@pytest.fixture
+def oauth_google(google_destination, monkeypatch):
+    """A stand-in whose tokens live `lifetime` seconds, reached with a refresh token."""
+    started = []
+
+    def start(lifetime: float = 3599, **connection_changes):
+        vendor = GoogleDataManagerStandIn(
+            user_lists={USER_LIST: ACCOUNT}, token_lifetime_seconds=lifetime
+        )
+        vendor.base_url = vendor.start()
+        connection = vendor.oauth_connection(vendor.base_url)
+        connection["extra"].update(connection_changes)
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{google_destination.connection_id.upper()}", json.dumps(connection)
+        )
+        started.append(vendor)
+        return vendor, GoogleCustomerMatchConnector(google_destination)
+
+    yield start
+    for vendor in started:
+        vendor.stop()
+
+
+def thirds(people=PEOPLE) -> list[tuple]:
+    return [members(people[start : start + 2]) for start in range(0, len(people), 2)]
+
+
+def assert_no_secrets(text: str, vendor: GoogleDataManagerStandIn) -> None:
+    for secret in (vendor.client_secret, vendor.refresh_token, *vendor.access_tokens):
+        assert secret not in text
+
+
+def test_one_token_serves_the_run_while_it_is_valid(google_destination, oauth_google):
+    vendor, connector = oauth_google()
+
+    for number, part in enumerate(thirds(), start=1):
+        connector.send(batch_of(google_destination, USER_LIST, "add", part, number, 3))
+
+    assert vendor.tokens_issued == 1
+    assert vendor.tokens_refused == 0
+    assert vendor.members[USER_LIST] == google_hashes(PEOPLE)
+
+
+def test_a_token_about_to_lapse_is_renewed_before_it_is_sent(google_destination, oauth_google):
+    vendor, connector = oauth_google(lifetime=1)
+
+    connector.send(batch_of(google_destination, USER_LIST, "add", members(PEOPLE[:3]), 1, 2))
+    time.sleep(1.0)  # the token's last tenth of its life: renewed before the next request
+    connector.send(batch_of(google_destination, USER_LIST, "add", members(PEOPLE[3:]), 2, 2))
+
+    assert vendor.tokens_issued == 2
+    assert vendor.tokens_refused == 0, "a lapsed token was sent"
+    assert vendor.members[USER_LIST] == google_hashes(PEOPLE)
+
+
+def test_a_token_expired_mid_run_is_renewed_and_nothing_lost_or_doubled(
+    google_destination, oauth_google, caplog
+):
+    vendor, connector = oauth_google()
+    parts = thirds()
+
+    with caplog.at_level(logging.DEBUG):
+        connector.send(batch_of(google_destination, USER_LIST, "add", parts[0], 1, 3))
+        vendor.expire_tokens()  # Google let it lapse (or revoked it) earlier than promised
+        for number, part in enumerate(parts[1:], start=2):
+            result, errors = send_like_the_runner(
+                connector, batch_of(google_destination, USER_LIST, "add", part, number, 3)
+            )
+            assert (result.accepted, errors) == (len(part), [])
+        connector.close()
+
+    # Batch two was refused once for its token, then sent again with a new one, once.
+    assert vendor.tokens_refused == 1
+    assert vendor.tokens_issued == 2
+    assert vendor.requests_received["ingest"] == 3
+    assert vendor.members[USER_LIST] == google_hashes(PEOPLE)
+    assert set(vendor.applied_adds.values()) == {1}
+    assert "access token refused" in caplog.text
+    assert_no_secrets(caplog.text, vendor)
+
+
+def test_a_token_refused_twice_fails_at_once_in_google_words(google_destination, oauth_google):
+    vendor, connector = oauth_google(lifetime=0)  # every token lapses as it is issued
+
+    with pytest.raises(PermanentError) as stopped:
+        connector.send(batch_of(google_destination, USER_LIST, "add", members()))
+
+    assert "Request had invalid authentication credentials" in str(stopped.value)
+    assert "newly obtained token was refused too" in str(stopped.value)
+    assert (vendor.tokens_issued, vendor.tokens_refused) == (2, 2)
+    assert not vendor.members
+    assert_no_secrets(str(stopped.value), vendor)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "google_says", "fix"),
+    [
+        pytest.param({"refresh_token": "1//revoked"}, "invalid_grant: Token has been expired "
+                     "or revoked.", "authorise again", id="revoked-refresh-token"),
+        pytest.param({"client_secret": "not-the-secret"}, "invalid_client: The OAuth client "
+                     "was not found.", "client_id and client_secret", id="wrong-client-secret"),
+    ],
+)  # fmt: skip
+def test_refused_credentials_fail_at_once_with_google_message(
+    google_destination, oauth_google, caplog, credentials, google_says, fix
+):
+    vendor, connector = oauth_google(**credentials)
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(PermanentError) as stopped:
+        connector.send(batch_of(google_destination, USER_LIST, "add", members()))
+
+    message = str(stopped.value)
+    assert google_says in message and fix in message
+    assert repr(google_destination.connection_id) in message
+    assert vendor.tokens_issued == 0
+    assert not vendor.requests_received, "no API request without a token"
+    for secret in (*credentials.values(), vendor.client_secret, vendor.refresh_token):
+        assert secret not in message and secret not in caplog.text
+
+
+def test_a_failing_token_endpoint_is_retried_like_the_api(google_destination, oauth_google):
+    vendor, connector = oauth_google()
+    vendor.inject(Fault("server_error", path_pattern="^/token$"))
+    batch = batch_of(google_destination, USER_LIST, "add", members())
+
+    result, errors = send_like_the_runner(connector, batch)
+
+    [error] = errors
+    assert isinstance(error, RetryableError)
+    assert "token endpoint" in str(error) and "answered 500" in str(error)
+    assert result.accepted == len(PEOPLE)
+    assert vendor.members[USER_LIST] == google_hashes(PEOPLE)
+    assert vendor.tokens_issued == 1
+
+
+@pytest.mark.parametrize(
+    ("connection", "named"),
+    [
+        pytest.param({"password": "ya29.static", "extra": {"client_id": "c", "client_secret": "s",
+                      "refresh_token": "r"}}, "both a password", id="token-and-refresh-token"),
+        pytest.param({"extra": {"client_id": "c", "refresh_token": "r"}},
+                     "the extra lacks client_secret", id="no-client-secret"),
+        pytest.param({"extra": {}}, "holds no Google credentials", id="no-credentials"),
+    ],
+)  # fmt: skip
+def test_a_connection_without_usable_credentials_says_what_to_set(
+    vendor, google_destination, monkeypatch, connection, named
+):
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{google_destination.connection_id.upper()}",
+        json.dumps({"conn_type": "http", "host": vendor.base_url, **connection}),
+    )
+
+    with pytest.raises(PermanentError, match=named) as refused:
+        GoogleCustomerMatchConnector(google_destination)
+    assert repr(google_destination.connection_id) in str(refused.value)
+
+
+def test_the_stand_in_refuses_an_expired_token_as_google_does(oauth_google):
+    vendor, _connector = oauth_google()
+    token_uri = f"{vendor.base_url}/token"
+    grant = {
+        "grant_type": "refresh_token",
+        "client_id": vendor.client_id,
+        "client_secret": vendor.client_secret,
+        "refresh_token": vendor.refresh_token,
+    }
+
+    issued = httpx.post(token_uri, data=grant).json()
+    vendor.expire_tokens()
+    answer = httpx.post(
+        f"{vendor.base_url}/v1/audienceMembers:ingest",
+        json=ingest_body(),
+        headers={"Authorization": f"Bearer {issued['access_token']}"},
+    )
+
+    assert (issued["token_type"], issued["expires_in"]) == ("Bearer", 3599)
+    assert answer.status_code == 401
+    error = answer.json()["error"]
+    assert (error["status"], error["details"][0]["reason"]) == (
+        "UNAUTHENTICATED", "ACCESS_TOKEN_EXPIRED",
+    )  # fmt: skip
+    assert not vendor.members
+    refused = httpx.post(token_uri, data={**grant, "refresh_token": "1//other"})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"

@@ -104,12 +104,14 @@ class S3Drop:
     def exists(self, relative_path: str) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(relative_path))
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        with self._errors(f"looking for {relative_path}"):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._key(relative_path))
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
         return True
 
     def read(self, relative_path: str) -> bytes:

@@ -19,11 +19,12 @@ import logging
 from dataclasses import replace
 
 from cdp import warehouse
-from cdp.activation.connectors.base import Audience, Connector, PermanentError
+from cdp.activation.connectors.base import Audience, Connector, PermanentError, SentBatchesLost
 from cdp.activation.connectors.registry import open_connector
 from cdp.activation.delivery import DeliveryCounts, DeliveryIncomplete, deliver_run
 from cdp.activation.destinations import Destination
 from cdp.activation.ledger import ensure_ledger_tables, refresh_statistics
+from cdp.activation.lost_batches import forget_lost_batches
 from cdp.activation.planning import RunSummary, plan
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def activate_audience(
     if summary.outcome == "partial" and _has_failed_batches(destination, audience_id, run_key):
         raise DeliveryIncomplete(
             f"{destination.name}/{audience_id}: {summary.rows_failed} rows could not be "
-            "delivered after retries (see ops.activation_batches); they go again next run"
+            f"delivered ({_run_error(destination, audience_id, run_key) or 'retries ran out'});"
+            " see ops.activation_batches"
         )
     return summary
 
@@ -207,9 +209,17 @@ def _finish(destination, connector, audience: Audience, run_key: str, counts: De
         ]
 
     all_sent = all(batch["status"] == "sent" for batch in batches)
+    error = None
     if all_sent and hasattr(connector, "finish_run"):
         if batches or destination.export_mode == "full_file":
-            connector.finish_run(audience, run_key, batches)
+            try:
+                connector.finish_run(audience, run_key, batches)
+            except SentBatchesLost as lost:
+                # Gone for good: finish without them rather than fail on them for ever.
+                forget_lost_batches(destination.name, audience.audience_id, run_key, lost)
+                batches = [{**batch, "status": "failed"} if batch["number"] in lost.lost
+                           else batch for batch in batches]  # fmt: skip
+                all_sent, error = False, str(lost)
 
     rows_failed = sum(
         batch["rows"] if batch["status"] == "failed" else batch["rows_rejected"]
@@ -248,12 +258,13 @@ def _finish(destination, connector, audience: Audience, run_key: str, counts: De
             """
             update ops.activation_runs
             set status = %(status)s, sent_at = now(), rows_failed = %(failed)s,
-                removals_refused = %(refused)s, error = null
+                removals_refused = %(refused)s, error = %(error)s
             where destination = %(destination)s and audience_id = %(audience)s
                 and run_key = %(run)s
             """,
-            {**keys, "status": status, "failed": rows_failed, "refused": removals_refused},
-        )
+            {**keys, "status": status, "failed": rows_failed, "refused": removals_refused,
+             "error": error},
+        )  # fmt: skip
     return _finished_run(destination, audience.audience_id, run_key)
 
 
@@ -284,3 +295,14 @@ def _has_failed_batches(destination: Destination, audience_id: str, run_key: str
             (destination.name, audience_id, run_key),
         )
         return cursor.fetchone() is not None
+
+
+def _run_error(destination: Destination, audience_id: str, run_key: str) -> str | None:
+    with warehouse.connect() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "select error from ops.activation_runs where destination = %s and audience_id = %s"
+            " and run_key = %s",
+            (destination.name, audience_id, run_key),
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None

@@ -23,6 +23,17 @@ that share of otherwise valid members in the same shape (reason INVALID_AUDIENCE
 Google offers no idempotency key for these methods; membership is a set, so a repeat
 changes nothing there. The stand-in dedupes by the Idempotency-Key header the connector
 sends anyway, so its counters show whether a batch was applied more than once.
+
+Access tokens: it also serves Google's OAuth 2.0 token endpoint
+(https://oauth2.googleapis.com/token in production) at POST /token. A form-encoded
+grant_type=refresh_token with the known client id, secret and refresh token is
+answered {access_token, expires_in, scope, token_type: Bearer}; the token lapses after
+`token_lifetime_seconds` (Google's is about an hour), so a test can let one expire in
+the middle of a run, or `expire_tokens()` at once. A revoked or unknown refresh token
+is answered 400 invalid_grant, a wrong client 401 invalid_client, as Google words
+them. The API refuses an expired or unknown access token with Google's 401
+UNAUTHENTICATED. `token` (the class attribute) is a static access token, issued
+elsewhere and never expiring here, for connections that hold a token in their password.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import base64
 import binascii
 import math
 import re
+import time
 import uuid
 
 from cdp.vendors.stand_in import Answer, StandInVendor, VendorError
@@ -50,27 +62,108 @@ STATUS_NAMES = {
     500: "INTERNAL",
 }
 
+DATAMANAGER_SCOPE = "https://www.googleapis.com/auth/datamanager"
+UNAUTHENTICATED_MESSAGE = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
+    "cookie or other valid authentication credential."
+)
+
 _LOWER_HEX = re.compile(r"^[0-9a-f]*$")
 
 
 class GoogleDataManagerStandIn(StandInVendor):
     name = "google"
+    # The OAuth client and refresh token a connection holds to reach this stand-in.
+    client_id = "local-client.apps.googleusercontent.com"
+    client_secret = "local-client-secret"
+    refresh_token = "1//local-refresh-token"
 
-    def __init__(self, user_lists: dict[str, str] | None = None):
+    def __init__(
+        self, user_lists: dict[str, str] | None = None, token_lifetime_seconds: float = 3599
+    ):
         # User list id -> the operating account that owns it; None accepts any list.
         self.user_lists = user_lists
+        self.token_lifetime_seconds = token_lifetime_seconds
+        self.refresh_tokens = {self.refresh_token}
+        # Access token -> when it lapses (time.monotonic()).
+        self.access_tokens: dict[str, float] = {}
+        self.tokens_issued = 0
+        self.tokens_refused = 0  # API requests answered 401
         super().__init__()
 
     def register_routes(self) -> None:
         self.route("POST", r"/v1/audienceMembers:ingest", self.ingest)
         self.route("POST", r"/v1/audienceMembers:remove", self.remove)
+        self.route("POST", r"/token", self.issue_token, public=True)
+
+    def oauth_connection(self, base_url: str) -> dict:
+        """An Airflow connection that reaches this stand-in with a refresh token."""
+        return {
+            "conn_type": "http",
+            "host": base_url,
+            "extra": {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "refresh_token": self.refresh_token,
+                "token_uri": f"{base_url}/token",
+            },
+        }
+
+    def expire_tokens(self) -> None:
+        """Let every access token issued so far lapse now, as an hour passing would."""
+        with self._lock:
+            self.access_tokens = dict.fromkeys(self.access_tokens, 0.0)
+
+    # -- OAuth 2.0 --------------------------------------------------------------------
+
+    def issue_token(self, form: dict) -> Answer:
+        if form.get("grant_type") != "refresh_token":
+            return _oauth_error(400, "unsupported_grant_type", "Invalid grant_type: "
+                                + form.get("grant_type", ""))  # fmt: skip
+        for field in ("client_id", "client_secret", "refresh_token"):
+            if not form.get(field):
+                return _oauth_error(400, "invalid_request", f"Missing required parameter: {field}")
+        if (form["client_id"], form["client_secret"]) != (self.client_id, self.client_secret):
+            return _oauth_error(401, "invalid_client", "The OAuth client was not found.")
+        if form["refresh_token"] not in self.refresh_tokens:
+            return _oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+
+        token = f"ya29.local-{uuid.uuid4().hex}"
+        with self._lock:
+            self.access_tokens[token] = time.monotonic() + self.token_lifetime_seconds
+            self.tokens_issued += 1
+        return Answer(
+            200,
+            {
+                "access_token": token,
+                "expires_in": int(self.token_lifetime_seconds),
+                "scope": DATAMANAGER_SCOPE,
+                "token_type": "Bearer",
+            },
+            {"Cache-Control": "no-store"},
+        )
+
+    def authentication_error(self, headers) -> VendorError | None:
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+        if scheme == "Bearer" and token == self.token:
+            return None
+        with self._lock:
+            lapses_at = self.access_tokens.get(token) if scheme == "Bearer" else None
+            if lapses_at is not None and time.monotonic() < lapses_at:
+                return None
+            self.tokens_refused += 1
+        if not token:
+            reason = "CREDENTIALS_MISSING"
+        elif lapses_at is not None:
+            reason = "ACCESS_TOKEN_EXPIRED"
+        else:
+            reason = "ACCESS_TOKEN_TYPE_UNSUPPORTED"
+        return VendorError(401, UNAUTHENTICATED_MESSAGE, reason=reason)
 
     def error_body(self, error: VendorError) -> dict:
         message = error.message
         if error.status == 401:
-            message = (
-                "Request had invalid authentication credentials: expected an OAuth 2 access token"
-            )
+            message = UNAUTHENTICATED_MESSAGE
         details = [
             {
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -166,6 +259,11 @@ class GoogleDataManagerStandIn(StandInVendor):
                     "INVALID_USER_LIST_ID",
                 )
         return destinations
+
+
+def _oauth_error(status: int, error: str, description: str) -> Answer:
+    """Google's token endpoint answers errors in OAuth's own shape, not the API's."""
+    return Answer(status, {"error": error, "error_description": description})
 
 
 def _check_account(account, where: str) -> None:

@@ -81,8 +81,7 @@ class StandInSftpServer:
 
     def stop(self) -> None:
         if self._listener is not None:
-            self._listener.close()
-            self._call(self._listener.wait_closed())
+            self._call(self._close_listener())
             self._listener = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
@@ -146,6 +145,11 @@ class StandInSftpServer:
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    async def _close_listener(self) -> None:
+        # On the loop's own thread: asyncio's server is not safe to close from another.
+        self._listener.close()
+        await self._listener.wait_closed()
 
     async def _listen(self) -> asyncssh.SSHAcceptor:
         stand_in = self

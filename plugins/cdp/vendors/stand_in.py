@@ -15,7 +15,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 
 @dataclass
@@ -72,15 +72,28 @@ class StandInVendor:
     def register_routes(self) -> None:
         raise NotImplementedError
 
-    def route(self, method: str, pattern: str, handler, *, query: bool = False) -> None:
-        """`query=True` hands the handler the parsed query string as `query` (name -> values)."""
-        self._routes.append((method, re.compile(f"^{pattern}$"), handler, query))
+    def route(
+        self, method: str, pattern: str, handler, *, query: bool = False, public: bool = False
+    ) -> None:
+        """`query=True` hands the handler the parsed query string as `query` (name -> values).
+
+        `public=True` serves the route without an access token (an OAuth token endpoint,
+        which is where a client gets one) and out of `requests_received`, which counts
+        the vendor's API calls.
+        """
+        self._routes.append((method, re.compile(f"^{pattern}$"), handler, query, public))
 
     def error_body(self, error: VendorError) -> dict:
         return {"error": {"message": error.message, **error.details}}
 
     def authorized(self, headers) -> bool:
         return headers.get("Authorization") == f"Bearer {self.token}"
+
+    def authentication_error(self, headers) -> VendorError | None:
+        """Why a request's credentials are refused (answered 401); None when they are not."""
+        if self.authorized(headers):
+            return None
+        return VendorError(401, "invalid or missing access token")
 
     def check_headers(self, headers) -> None:
         """Raise VendorError to refuse a request on its headers (a missing API version)."""
@@ -146,7 +159,9 @@ class StandInVendor:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
         path = request.path.split("?", 1)[0]
-        handler, arguments = self._match(method, path, parse_qs(urlsplit(request.path).query))
+        handler, arguments, public = self._match(
+            method, path, parse_qs(urlsplit(request.path).query)
+        )
         fault = self._next_fault(path)
 
         if fault is not None and fault.kind == "drop_before":
@@ -160,7 +175,7 @@ class StandInVendor:
         if fault is not None and fault.kind == "server_error":
             return _respond(request, Answer(500, {"error": {"message": "internal error"}}))
 
-        answer = self._answer(request, method, path, handler, arguments, raw, fault)
+        answer = self._answer(request, method, path, handler, arguments, raw, fault, public)
 
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay_seconds)
@@ -168,12 +183,16 @@ class StandInVendor:
             return _drop(request)  # applied, but the client never hears so
         _respond(request, answer)
 
-    def _answer(self, request, method, path, handler, arguments, raw, fault) -> Answer:
+    def _answer(self, request, method, path, handler, arguments, raw, fault, public) -> Answer:
         if handler is None:
             return Answer(404, {"error": {"message": f"no route for {method} {path}"}})
-        if not self.authorized(request.headers):
-            error = VendorError(401, "invalid or missing access token")
-            return Answer(401, self.error_body(error))
+        if public:
+            # A token endpoint: form-encoded, no access token, answered in its own shape.
+            with self._lock:
+                return handler(dict(parse_qsl(raw.decode(errors="replace"))), **arguments)
+        refused = self.authentication_error(request.headers)
+        if refused is not None:
+            return Answer(401, self.error_body(refused))
         try:
             self.check_headers(request.headers)
         except VendorError as error:
@@ -198,14 +217,14 @@ class StandInVendor:
             return answer
 
     def _match(self, method: str, path: str, query: dict[str, list[str]]):
-        for route_method, pattern, handler, wants_query in self._routes:
+        for route_method, pattern, handler, wants_query, public in self._routes:
             found = pattern.match(path)
             if route_method == method and found:
                 arguments = found.groupdict()
                 if wants_query:
                     arguments["query"] = query
-                return handler, arguments
-        return None, {}
+                return handler, arguments, public
+        return None, {}, False
 
     def _next_fault(self, path: str) -> Fault | None:
         with self._lock:

@@ -78,6 +78,19 @@ class PermanentError(DeliveryError):
     """Trying again cannot help (bad request, bad credentials): the task fails at once."""
 
 
+class SentBatchesLost(PermanentError):
+    """Batches the destination had taken are gone before the run could be finished.
+
+    A file export's part deleted at the destination before the manifest was written,
+    for instance. `lost` maps each batch number to what became of it. The runner
+    records those batches as failed, so the rows they added go again next run.
+    """
+
+    def __init__(self, message: str, lost: dict[int, str]):
+        super().__init__(message)
+        self.lost = lost
+
+
 class RemovalRefused(DeliveryError):
     """The vendor refuses this removal (for instance below its minimum audience size).
 

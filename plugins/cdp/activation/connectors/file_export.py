@@ -17,7 +17,8 @@ Contract with the consumer (the partner reading the folder):
 - `manifest.json` is written last, once every batch of the run is in place: the
   destination, audience, run, format, identities and, for every part, its name,
   operation, rows, bytes and SHA-256. A folder without a manifest is incomplete and
-  must be ignored; a consumer verifies each part against its checksum.
+  must be ignored; a consumer verifies each part against its checksum and reads only
+  the parts the manifest lists (a part lost before the manifest is left out of it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from cdp.activation.connectors.base import (
     BatchResult,
     Member,
     PermanentError,
+    SentBatchesLost,
 )
 from cdp.activation.file_drop import MANIFEST_NAME, FileDrop, manifest_bytes, open_file_drop
 from cdp.activation.file_formats import EXTENSIONS, count_rows, encode
@@ -106,6 +108,14 @@ class FileExportConnector:
         Parts are read back rather than remembered: a run finished after a crash is
         finished by a process that never wrote its earlier parts, and the manifest must
         describe what the consumer will read.
+
+        A part that is gone, or no longer holds the rows its batch sent, cannot be
+        written again: its content left the ledger when the batch was confirmed. Then
+        the run is finished without it and SentBatchesLost names it, so the runner
+        records its batch as failed and its additions go again next run. An additions
+        and removals run gets the manifest of the parts that are intact; a full file
+        gets none, since it would tell the consumer that members are gone who are not,
+        and the next full file replaces it.
         """
         unsent = [batch["number"] for batch in batches if batch.get("status", "sent") != "sent"]
         if unsent:
@@ -115,17 +125,19 @@ class FileExportConnector:
             )
 
         folder = run_folder(audience.audience_id, run_key)
-        files = []
+        files, lost = [], {}
         for batch in sorted(batches, key=lambda batch: batch["number"]):
             name = self.part_name(batch["operation"], batch["number"])
+            if not self._files().exists(folder + name):
+                lost[batch["number"]] = f"{name} is missing"
+                continue
             content = self._files().read(folder + name)
             rows = count_rows(content, self.file_format)
             if rows != batch["rows"]:
-                raise PermanentError(
-                    f"{self._location()}/{folder}{name} holds {rows} rows where batch "
-                    f"{batch['number']} sent {batch['rows']}; something else wrote to the "
-                    "folder: send the run again to a clean folder"
+                lost[batch["number"]] = (
+                    f"{name} holds {rows} rows where batch {batch['number']} sent {batch['rows']}"
                 )
+                continue
             files.append(
                 {
                     "name": name,
@@ -148,12 +160,34 @@ class FileExportConnector:
             "rows": sum(part["rows"] for part in files),
             "files": files,
         }
-        self._files().write(folder + MANIFEST_NAME, manifest_bytes(manifest))
-        log.info(
-            "destination=%s audience=%s run=%s manifest written: parts=%d rows=%d",
-            self.destination.name, audience.audience_id, run_key, len(files), manifest["rows"],
-        )  # fmt: skip
+        if not (lost and self.full_file):
+            self._files().write(folder + MANIFEST_NAME, manifest_bytes(manifest))
+            log.info(
+                "destination=%s audience=%s run=%s manifest written: parts=%d rows=%d",
+                self.destination.name, audience.audience_id, run_key, len(files),
+                manifest["rows"],
+            )  # fmt: skip
+        if lost:
+            raise self._lost(folder, lost)
         return manifest
+
+    def _lost(self, folder: str, lost: dict[int, str]) -> SentBatchesLost:
+        where = f"{self._location().rstrip('/')}/{folder}"
+        if self.full_file:
+            outcome = (
+                "no manifest was written, so the consumer ignores this run; the next run "
+                "sends the whole audience again"
+            )
+        else:
+            outcome = (
+                "the manifest lists the intact parts only; the additions of the lost parts "
+                "go again next run, their removals cannot be rebuilt (docs/activation.md)"
+            )
+        return SentBatchesLost(
+            f"{where}: {'; '.join(lost.values())} (deleted or overwritten at the destination "
+            f"after it was written); {outcome}",
+            lost,
+        )
 
     def close(self) -> None:
         if self._drop is not None:

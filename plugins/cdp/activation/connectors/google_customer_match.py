@@ -33,8 +33,12 @@ Idempotency-Key header anyway (Google ignores it; the stand-in dedupes on it) an
 on Customer Match lists being sets: an ingest or removal repeated after a lost answer
 leaves the list as one would.
 
-The token is an OAuth 2 access token with the datamanager scope, from the connection's
-password, sent as Authorization: Bearer.
+Credentials: an OAuth 2.0 access token with the datamanager scope, sent as
+Authorization: Bearer. The connection holds a refresh token with its OAuth client id
+and secret in its extra (google_oauth.py trades them for access tokens, and again
+before each lapses), or a static access token in its password. When Google answers
+401 UNAUTHENTICATED, the token is refreshed and the request sent once more; a second
+401, or a refresh token Google refuses, is a PermanentError in Google's words.
 """
 
 from __future__ import annotations
@@ -52,10 +56,12 @@ from cdp.activation.connectors.base import (
     DeliveryError,
     PermanentError,
 )
+from cdp.activation.connectors.google_oauth import access_token_from_connection
 from cdp.activation.connectors.vendor_http import (
     DEFAULT_TIMEOUT_SECONDS,
     VendorHttp,
     endpoint_from_connection,
+    vendor_message,
 )
 
 log = logging.getLogger(__name__)
@@ -85,15 +91,16 @@ class GoogleCustomerMatchConnector:
         settings = destination.settings or {}
         self.target = _destination_body(destination.name, settings)
         self.user_lists = {str(k): str(v) for k, v in (settings.get("user_lists") or {}).items()}
-        self.kinds = _identity_kinds(destination.name, destination.identities)
+        # The destination file's identities were checked against what Google takes.
+        self.kinds = list(destination.identities)
 
+        timeout = destination.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
         endpoint = endpoint_from_connection(destination.connection_id, DEFAULT_BASE_URL)
-        self._http = DataManagerHttp(
-            "Google Data Manager",
-            endpoint,
-            headers={"Authorization": f"Bearer {endpoint.token}"},
-            timeout_seconds=destination.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+        self._token = access_token_from_connection(
+            destination.connection_id, endpoint.token, endpoint.extra, timeout_seconds=timeout
         )
+        self._http = DataManagerHttp("Google Data Manager", endpoint, headers={},
+                                     timeout_seconds=timeout)  # fmt: skip
 
     def open_audience(self, audience: Audience) -> str:
         user_list = self.user_lists.get(audience.audience_id)
@@ -135,11 +142,8 @@ class GoogleCustomerMatchConnector:
         request_ids, key = [], batch.idempotency_key
         while pending:
             try:
-                answer = self._http.request(
-                    "POST",
-                    path,
-                    json=self._body(batch, [identifiers for _, identifiers in pending]),
-                    idempotency_key=key,
+                answer = self._post(
+                    path, self._body(batch, [identifiers for _, identifiers in pending]), key
                 )
             except MembersRefused as refused:
                 named = {
@@ -168,6 +172,37 @@ class GoogleCustomerMatchConnector:
             vendor_response={"request_ids": request_ids, "members_sent": accepted},
         )
 
+    def _post(self, path: str, body: dict, key: str) -> dict:
+        """One request, sent once more with a new token if Google no longer takes the old."""
+        try:
+            return self._http.request(
+                "POST", path, json=body, idempotency_key=key, headers=self._authorization()
+            )
+        except TokenRefused as refused:
+            if not self._token.can_refresh:
+                raise PermanentError(
+                    f"{refused}; the connection's password is a static access token, and "
+                    "Google's lapse after about an hour: put client_id, client_secret and "
+                    "refresh_token in the connection's extra instead (docs/activation.md)"
+                ) from None
+
+        # Revoked, or lapsed early: a 401 applied nothing, so the same request goes again.
+        log.info("Google: access token refused; obtaining a new one and sending again")
+        self._token.refresh()
+        try:
+            return self._http.request(
+                "POST", path, json=body, idempotency_key=key, headers=self._authorization()
+            )
+        except TokenRefused as refused:
+            raise PermanentError(
+                f"{refused}; a newly obtained token was refused too: check that the OAuth "
+                "client may use the Data Manager API (scope "
+                "https://www.googleapis.com/auth/datamanager) for this account"
+            ) from None
+
+    def _authorization(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token.current()}"}
+
     def _body(self, batch: Batch, identifiers: list[list[dict]]) -> dict:
         body = {
             "destinations": [
@@ -184,12 +219,19 @@ class GoogleCustomerMatchConnector:
 
     def close(self) -> None:
         self._http.close()
+        self._token.close()
+
+
+class TokenRefused(PermanentError):
+    """Google answered 401 UNAUTHENTICATED: the access token lapsed or was revoked."""
 
 
 class DataManagerHttp(VendorHttp):
-    """Reads Google's BadRequest details, so refused members can be told from a bad request."""
+    """Reads Google's errors: a refused token, and refused members told from a bad request."""
 
     def vendor_error(self, response: httpx.Response) -> DeliveryError | None:
+        if response.status_code == 401:
+            return TokenRefused(f"Google answered 401: {vendor_message(response)}")
         if response.status_code != 400:
             return None
         try:
@@ -256,15 +298,3 @@ def _destination_body(destination: str, settings: dict) -> dict:
 def _account_id(value) -> str | None:
     digits = str(value or "").replace("-", "").strip()
     return digits if digits.isdigit() else None
-
-
-def _identity_kinds(destination: str, identities) -> list[str]:
-    kinds = [kind for kind in identities if kind in IDENTIFIER_FIELDS]
-    unsupported = [kind for kind in identities if kind not in IDENTIFIER_FIELDS]
-    if unsupported or not kinds:
-        raise PermanentError(
-            f"destination {destination}: Google Customer Match takes the identities "
-            f"{', '.join(IDENTIFIER_FIELDS)}; remove {', '.join(unsupported) or 'nothing'} and "
-            "list at least one of them"
-        )
-    return kinds

@@ -82,8 +82,12 @@ class VendorHttp:
         *,
         json: dict | None = None,
         idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        """`headers` add to the client's own for this request (a freshly obtained token)."""
+        headers = dict(headers or {})
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         content = None
         if json is not None:
             # A request of ten thousand members is megabytes of JSON: msgspec writes it
