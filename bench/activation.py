@@ -110,8 +110,14 @@ class StandInProcess:
 
 
 def _serve_stand_in(destination_type: str, pipe) -> None:
+    import gc
+
     from cdp.vendors.sandbox import start_stand_in
 
+    # A real vendor answers from its own machines. This one shares two cores with the
+    # sender and the warehouse, and Python's cyclic collector, walking the millions of
+    # values it holds after every few thousand parsed, would bill its slowness to us.
+    gc.disable()
     vendor, connection = start_stand_in(destination_type)
     pipe.send(connection)
     while pipe.recv() == "report":

@@ -19,6 +19,8 @@ Outcomes per batch:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -123,6 +125,7 @@ def deliver_run(
     limiter = RateLimiter(destination.rate_limit_per_second)
 
     with (
+        _cyclic_collector_paused(),
         ThreadPoolExecutor(1, thread_name_prefix="ledger-read") as reader,
         ThreadPoolExecutor(1, thread_name_prefix="ledger-write") as writer,
     ):
@@ -158,6 +161,24 @@ def deliver_run(
         if recording is not None:
             recording.result()
     return counts
+
+
+@contextlib.contextmanager
+def _cyclic_collector_paused():
+    """Python's cyclic garbage collector, off while batches are built and sent.
+
+    A batch is tens of thousands of small dicts and lists, none of them in a cycle, so
+    the collector frees nothing; but it walks every live one again each few thousand
+    created, which measured at two thirds of the sender's time (93 ms of CPU per
+    10,000 members with it, 31 ms without). Reference counting still frees each batch.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _pending_batches(keys: dict) -> tuple[list[tuple[int, str]], int]:

@@ -339,12 +339,13 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
 
     Each batch's payload is one row holding all its members, in the order they are
     sent: written once, read once, and replaced by one ledger row per member with its
-    outcome once the vendor has answered.
+    outcome once the vendor has answered. That order only has to be stable, so it is
+    byte order ("C"), which sorts a million ids several times faster than a language's.
     """
     cursor.execute(
         """
         create temporary table numbered_changes on commit drop as
-        select profile_id, identity_key, change, payload,
+        select profile_id, identity_key, change, payload, position,
                case
                    when change = 'remove' and %(full_file)s then null
                    when change = 'remove' then (position - 1) / %(size)s + 1
@@ -353,7 +354,8 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
         from (
             select *,
                    row_number() over (
-                       partition by change = 'remove' order by change, profile_id, identity_key
+                       partition by change = 'remove'
+                       order by change, profile_id collate "C", identity_key collate "C"
                    ) as position,
                    case when %(full_file)s then 0 else
                        (count(*) filter (where change = 'remove') over () + %(size)s - 1)
@@ -369,7 +371,7 @@ def _write_batches(cursor, destination: Destination, keys: dict, batch_size: int
         insert into ops.activation_payloads
             (destination, audience_id, run_key, batch_number, members)
         select %(destination)s, %(audience)s, %(run)s, batch_number,
-               json_agg(payload order by profile_id, identity_key)
+               json_agg(payload order by position)
         from numbered_changes
         where batch_number is not null
         group by batch_number
