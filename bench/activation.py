@@ -18,6 +18,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import time
 from contextlib import closing
 from urllib.parse import urlparse, urlunparse
@@ -75,6 +76,8 @@ def main() -> None:
     print(f"  planning (hashing, diff, ledger) {planned:.1f} s; delivery and confirmation "
           f"{delivered:.1f} s")  # fmt: skip
     print(f"  a second run with nothing to send: {idle_seconds:.1f} s")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  sender's peak memory: {peak_mb:,.0f} MB")
     print(f"  warehouse: {warehouse.address().describe()}")
 
     held, most_applied = vendor.report()
