@@ -21,6 +21,12 @@ from cdp import settings
 
 settings.turn_telemetry_off()
 
+# Importing Airflow configures its logging, which replaces the root logger's handlers.
+# Done here, once, before any test: otherwise the first test to look up an Airflow
+# connection loses pytest's log capture, and its "no personal data in the log" checks
+# would pass on an empty log.
+import airflow  # noqa: E402, F401
+
 # The embedded server's library logs from an atexit hook, after pytest has closed
 # the streams it captured; without this each run ends in a logging traceback.
 logging.raiseExceptions = False
