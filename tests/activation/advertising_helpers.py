@@ -14,6 +14,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 from cdp.activation.connectors.base import Audience, Batch, Member
+from cdp.activation.delivery import idempotency_key
 from cdp.vendors.stand_in import StandInVendor
 from tests.activation.connector_harness import deliver
 
@@ -100,7 +101,7 @@ def batch_of(
     run_key: str = "run-1",
 ) -> Batch:
     audience = replace(AUDIENCE, vendor_audience_id=vendor_audience_id)
-    key = sha256_hex(f"{destination.name}|{audience.audience_id}|{run_key}|{number}")
+    key = idempotency_key(destination.name, audience.audience_id, run_key, number)
     return Batch(
         destination=destination.name,
         audience=audience,
