@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -24,7 +25,9 @@ settings.turn_telemetry_off()
 # Importing Airflow configures its logging, which replaces the root logger's handlers.
 # Done here, once, before any test: otherwise the first test to look up an Airflow
 # connection loses pytest's log capture, and its "no personal data in the log" checks
-# would pass on an empty log.
+# would pass on an empty log. Its home is a scratch folder, not the user's ~/airflow;
+# the DAG runs under test get their own through cdp.orchestration.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cdp-tests-airflow-")
 import airflow  # noqa: E402, F401
 
 # The embedded server's library logs from an atexit hook, after pytest has closed
