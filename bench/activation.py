@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import os
 import resource
@@ -49,12 +50,11 @@ def main() -> None:
     from cdp.activation import runner
 
     vendor = StandInProcess(options.destination)
-    connection = vendor.connection
     destination = make_destination(options.destination, timeout_seconds=60.0)
-    os.environ[f"AIRFLOW_CONN_{destination.connection_id.upper()}"] = json.dumps(connection)
+    os.environ[f"AIRFLOW_CONN_{destination.connection_id.upper()}"] = json.dumps(
+        vendor.connection
+    )
     # Quiet per-batch lines: a hundred of them would drown the figures.
-    import logging
-
     logging.getLogger("cdp.activation").setLevel(logging.WARNING)
 
     started = time.perf_counter()
