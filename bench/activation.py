@@ -51,9 +51,7 @@ def main() -> None:
 
     vendor = StandInProcess(options.destination)
     destination = make_destination(options.destination, timeout_seconds=60.0)
-    os.environ[f"AIRFLOW_CONN_{destination.connection_id.upper()}"] = json.dumps(
-        vendor.connection
-    )
+    os.environ[f"AIRFLOW_CONN_{destination.connection_id.upper()}"] = json.dumps(vendor.connection)
     # Quiet per-batch lines: a hundred of them would drown the figures.
     logging.getLogger("cdp.activation").setLevel(logging.WARNING)
 
