@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cdp.activation import runner
+from cdp.activation import catalog, runner
 from cdp.activation.connectors.base import PermanentError
 from cdp.activation.connectors.file_export import FileExportConnector
 from cdp.activation.delivery import DeliveryIncomplete
@@ -180,6 +180,12 @@ def test_a_batch_whose_retries_run_out_goes_again_next_run(warehouse_env, google
     assert second.rows_added == 7
     assert vendor.members[USER_LIST] == expected_arrivals("google_customer_match", members)
     assert set(vendor.applied_adds.values()) == {1}
+
+    # `cdp destinations runs` shows both, newest first, whole run keys and their counts.
+    shown = catalog.render_runs(destination.name, catalog.recent_runs(destination.name))
+    header, newest, oldest = shown.splitlines()
+    assert newest.split()[:4] == ["run-2", AUDIENCE, "sent", "7"]
+    assert oldest.split()[:6] == ["run-1", AUDIENCE, "partial", "16", "0", "7"]
 
 
 def test_a_dry_run_counts_without_sending(warehouse_env, google):

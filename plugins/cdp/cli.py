@@ -24,10 +24,15 @@ import logging
 import os
 import shlex
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cdp import settings
+
+# Airflow's dependencies warn, on every command, that a headless machine has no
+# per-user runtime folder; they fall back to /tmp, which is fine here.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 log = logging.getLogger("cdp")
 

@@ -139,17 +139,20 @@ def recent_runs(destination: str, limit: int = 20) -> list[dict]:
 def render_runs(destination: str, runs: list[dict]) -> str:
     if not runs:
         return f"{destination}: no runs in the ledger yet"
+    # As wide as the longest run key and audience id: cut, two runs could look the same.
+    run_width = max(len("run"), *(len(run["run_key"]) for run in runs))
+    audience_width = max(len("audience"), *(len(run["audience_id"]) for run in runs))
     lines = [
-        f"{'run':<36} {'audience':<28} {'status':<8} {'added':>7} {'removed':>7} "
-        f"{'failed':>6} {'refused':>7} {'batches':>7} {'requests':>8}  excluded"
+        f"{'run':<{run_width}} {'audience':<{audience_width}} {'status':<8} {'added':>7} "
+        f"{'removed':>7} {'failed':>6} {'refused':>7} {'batches':>7} {'requests':>8}  excluded"
     ]
     for run in runs:
         excluded = ", ".join(
             f"{reason} {count}" for reason, count in sorted(run["excluded"].items())
         )
         lines.append(
-            f"{run['run_key'][:36]:<36} {run['audience_id'][:28]:<28} {run['status']:<8} "
-            f"{run['added']:>7} {run['removed']:>7} {run['failed']:>6} "
+            f"{run['run_key']:<{run_width}} {run['audience_id']:<{audience_width}} "
+            f"{run['status']:<8} {run['added']:>7} {run['removed']:>7} {run['failed']:>6} "
             f"{run['removals_refused']:>7} {run['batches']:>7} {run['requests']:>8}  "
             f"{excluded or '-'}"
         )
