@@ -691,3 +691,40 @@ def test_a_bad_request_fails_the_run_at_once(
     assert batches("run-1") == [(1, "add", 1, "planned", 1)]
     [(status, error)] = query("select status, error from ops.activation_runs")
     assert status == "planned" and vendor_message in error
+
+
+def test_a_removal_spares_values_other_members_still_have(warehouse_env, google):
+    vendor, destination = google
+    # Two people with one family email stay two profiles; both are in the audience.
+    parent = Person("p-parent", email="family@example.com", phone="+447700900001")
+    child = Person("p-child", email="family@example.com", phone="+447700900002")
+    mover = Person("p-mover", email="mover@example.com", phone="+447700900003")
+    set_audience([parent, child, mover])
+    runner.activate_audience(destination, AUDIENCE, "run-1")
+
+    # The parent leaves, and the mover's phone changes.
+    moved = Person("p-mover", email="mover@example.com", phone="+447700900004")
+    set_audience([child, moved])
+    runner.activate_audience(destination, AUDIENCE, "run-2")
+
+    # The family email and the mover's email stay: removing them would drop the others.
+    assert vendor.members[USER_LIST] == expected_arrivals("google_customer_match", [child, moved])
+    assert vendor.applied_removes[(USER_LIST, sha256(parent.email))] == 0
+    assert vendor.applied_removes[(USER_LIST, sha256(parent.phone))] == 1
+    assert vendor.applied_removes[(USER_LIST, sha256(mover.phone))] == 1
+
+    # A leaver whose every value someone else still has needs no request at all.
+    requests_before = sum(vendor.requests_received.values())
+    twin = Person("p-twin", email="family@example.com", phone=child.phone)
+    set_audience([child, moved, twin])
+    runner.activate_audience(destination, AUDIENCE, "run-3")
+    set_audience([child, moved])
+    runner.activate_audience(destination, AUDIENCE, "run-4")
+    assert query("select status from ops.activation_changes where run_key = 'run-4'") == [
+        ("skipped",)
+    ]
+    assert query("select is_member from ops.activation_state where profile_id = 'p-twin'") == [
+        (False,)
+    ]
+    assert vendor.members[USER_LIST] == expected_arrivals("google_customer_match", [child, moved])
+    assert sum(vendor.requests_received.values()) == requests_before + 1  # run-3's add only

@@ -43,6 +43,9 @@ class DestinationType:
     identity_match: str
     takes_attributes: bool = True
     required_settings: tuple[str, ...] = ()
+    # The vendor finds people by identity value (a list of emails, ad platform hashes),
+    # so removing a value removes everyone who has it.
+    matches_by_value: bool = False
 
 
 # What each vendor accepts, from its API documentation (see the connector modules).
@@ -51,16 +54,17 @@ DESTINATION_TYPES = {
         tuple(IDENTITY_KINDS), tuple(CONSENT_BY_ACTION), 1_000_000, "first_available"
     ),
     "email_provider": DestinationType(("email",), ("email",), 500, "first_available",
-                                      required_settings=("list_id",)),
+                                      required_settings=("list_id",), matches_by_value=True),
     "sms_provider": DestinationType(("phone_e164",), ("sms",), 100, "first_available",
-                                    takes_attributes=False),
+                                    takes_attributes=False, matches_by_value=True),
     "meta_custom_audiences": DestinationType(
         ("email_sha256", "phone_digits_sha256"), ("advertising",), 10_000, "all_available",
-        takes_attributes=False, required_settings=("ad_account_id",),
+        takes_attributes=False, required_settings=("ad_account_id",), matches_by_value=True,
     ),
     "google_customer_match": DestinationType(
         ("email_sha256", "phone_sha256"), ("advertising",), 10_000, "all_available",
         takes_attributes=False, required_settings=("operating_account_id", "user_lists"),
+        matches_by_value=True,
     ),
     "audience_sharing": DestinationType(
         tuple(IDENTITY_KINDS), ("audience_sharing", "analytics"), 5_000, "every_value"

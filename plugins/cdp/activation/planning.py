@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from cdp.activation.destinations import Destination
+from cdp.activation.destinations import DESTINATION_TYPES, Destination
 from cdp.activation.identities import IDENTITY_KINDS
 
 MEMBERS_VIEW = "activation.act_audience_members"
@@ -233,21 +233,35 @@ def _diff(cursor, destination: Destination, keys: dict) -> None:
             select member.*,
                    case when held.profile_id is null then 'add' else 'keep' end as change
             from current_members as member
-        left join ops.activation_state as held
-            on held.destination = %(destination)s
-            and held.audience_id = %(audience)s
-            and held.profile_id = member.profile_id
-            and held.identity_value = member.identity_key
-            and held.is_member
+            left join ops.activation_state as held
+                on held.destination = %(destination)s
+                and held.audience_id = %(audience)s
+                and held.profile_id = member.profile_id
+                and held.identity_value = member.identity_key
+                and held.is_member
             where member.excluded_reason is null
                 and (held.profile_id is null or %(keep_unchanged)s)
         ) as wanted
-        union all
-        select held.profile_id, held.identity_value, 'remove',
-               json_build_object('profile_id', held.profile_id,
-                                  'identity_key', held.identity_value, 'change', 'remove',
-                                  'identities', held.sent_identities, 'attributes', '{}'::jsonb,
-                                  'exited_at', now())
+        """,
+        {**keys, "keep_unchanged": destination.export_mode == "full_file"},
+    )
+    _add_removals(cursor, destination, keys)
+
+
+def _add_removals(cursor, destination: Destination, keys: dict) -> None:
+    """What the destination holds and should not: removed under the identities sent.
+
+    A vendor that matches people by value (an email list, an ad platform's hashes)
+    removes everyone with a value it is told to remove. Two profiles can share one (a
+    family email stays two profiles), and a member whose phone changed keeps their
+    email: so a removal names only the values no remaining member needs. One left with
+    none is settled here, without a request: recorded as `skipped`, and no longer held.
+    """
+    cursor.execute(
+        """
+        create temporary table leaving on commit drop as
+        select held.profile_id, held.identity_value as identity_key,
+               held.sent_identities as identities
         from ops.activation_state as held
         left join current_members as member
             on member.profile_id = held.profile_id
@@ -258,7 +272,101 @@ def _diff(cursor, destination: Destination, keys: dict) -> None:
             and held.is_member
             and member.profile_id is null
         """,
-        {**keys, "keep_unchanged": destination.export_mode == "full_file"},
+        keys,
+    )
+    if DESTINATION_TYPES[destination.type].matches_by_value:
+        _keep_values_still_wanted(cursor)
+
+    cursor.execute(
+        """
+        insert into planned_changes (profile_id, identity_key, change, payload)
+        select profile_id, identity_key, 'remove',
+               json_build_object('profile_id', profile_id, 'identity_key', identity_key,
+                                  'change', 'remove', 'identities', identities,
+                                  'attributes', '{}'::jsonb, 'exited_at', now())
+        from leaving
+        where identities <> '{}'::jsonb
+        """
+    )
+    cursor.execute(
+        """
+        insert into ops.activation_changes
+            (destination, audience_id, run_key, profile_id, identity_value, change, status,
+             reason)
+        select %(destination)s, %(audience)s, %(run)s, profile_id, identity_key, 'remove',
+               'skipped', 'every value it was sent under is still held for another member'
+        from leaving
+        where identities = '{}'::jsonb
+        """,
+        keys,
+    )
+    cursor.execute(
+        """
+        update ops.activation_state as held
+        set is_member = false, removed_run_key = %(run)s, sent_identities = null,
+            updated_at = now()
+        from leaving
+        where leaving.identities = '{}'::jsonb
+            and held.destination = %(destination)s and held.audience_id = %(audience)s
+            and held.profile_id = leaving.profile_id
+            and held.identity_value = leaving.identity_key
+        """,
+        keys,
+    )
+
+
+def _keep_values_still_wanted(cursor) -> None:
+    """Take out of each removal the values a member who stays (or arrives) still has."""
+    cursor.execute(
+        """
+        create temporary table leaving_values on commit drop as
+        select distinct held.kind, held_value.value
+        from leaving
+        cross join lateral jsonb_each(leaving.identities) as held(kind, held_values)
+        cross join lateral jsonb_array_elements_text(held.held_values) as held_value(value)
+        """
+    )
+    cursor.execute("analyze leaving_values")
+    # Exists, not in: a semi-join Postgres can hash however many values leave.
+    cursor.execute(
+        """
+        create temporary table values_still_wanted on commit drop as
+        select distinct kinds.kind, kind_value.value
+        from current_members as member
+        cross join lateral jsonb_each(member.identities) as kinds(kind, member_values)
+        cross join lateral jsonb_array_elements_text(kinds.member_values) as kind_value(value)
+        where member.excluded_reason is null
+            and exists (
+                select 1 from leaving_values as leaving_value
+                where leaving_value.kind = kinds.kind and leaving_value.value = kind_value.value
+            )
+        """
+    )
+    # Looked up once per value of each removal, below.
+    cursor.execute("create index on values_still_wanted (kind, value)")
+    cursor.execute("analyze values_still_wanted")
+    cursor.execute(
+        """
+        update leaving
+        set identities = coalesce(
+            (
+                select jsonb_object_agg(kind, kept_values)
+                from (
+                    select held.kind, jsonb_agg(held_value.value) as kept_values
+                    from jsonb_each(leaving.identities) as held(kind, held_values)
+                    cross join lateral jsonb_array_elements_text(held.held_values)
+                        as held_value(value)
+                    where not exists (
+                        select 1 from values_still_wanted as wanted
+                        where wanted.kind = held.kind and wanted.value = held_value.value
+                    )
+                    group by held.kind
+                ) as kept
+            ),
+            '{}'::jsonb
+        )
+        where exists (select 1 from values_still_wanted)
+        """
     )
 
 
