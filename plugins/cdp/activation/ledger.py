@@ -12,7 +12,8 @@
   kept (full files) or shared from history, with its outcome (sent, rejected, failed,
   refused) and the vendor's reason. Written once, when the vendor answered; a full
   file's removals, which travel in no batch, are written at planning and settled
-  with the manifest.
+  with the manifest, and so are removals with nothing left to send (`skipped`: every
+  value is still another member's).
 - `ops.activation_state`: one row per destination, audience and profile identity key:
   what the destination holds after the last confirmed batch, and the identities it
   holds them under (needed to remove them later; cleared once removed).
