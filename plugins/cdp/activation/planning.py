@@ -274,7 +274,9 @@ def _add_removals(cursor, destination: Destination, keys: dict) -> None:
         """,
         keys,
     )
-    if DESTINATION_TYPES[destination.type].matches_by_value:
+    cursor.execute("select exists (select 1 from leaving)")
+    anyone_leaving = cursor.fetchone()[0]
+    if anyone_leaving and DESTINATION_TYPES[destination.type].matches_by_value:
         _keep_values_still_wanted(cursor)
 
     cursor.execute(
