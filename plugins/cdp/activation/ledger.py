@@ -144,3 +144,28 @@ def refresh_statistics(cursor) -> None:
     for a million members costs hours instead of seconds.
     """
     cursor.execute("analyze ops.activation_state")
+
+
+def stop_holding(cursor, keys: dict, released: str, *, only_added_by_run: bool = False) -> int:
+    """Record that the destination no longer holds these members, as of the run in `keys`.
+
+    `released` is a query of (profile_id, identity key) pairs, using `keys`' parameters.
+    The identities they were sent under are forgotten with them: a removal sent later
+    would have nothing to name. With `only_added_by_run`, members a later run added
+    again stay held. Returns how many were released.
+    """
+    added_by_run = "and held.added_run_key = %(run)s" if only_added_by_run else ""
+    cursor.execute(
+        f"""
+        update ops.activation_state as held
+        set is_member = false, removed_run_key = %(run)s, sent_identities = null,
+            updated_at = now()
+        from ({released}) as released(profile_id, identity_value)
+        where held.destination = %(destination)s and held.audience_id = %(audience)s
+            and held.profile_id = released.profile_id
+            and held.identity_value = released.identity_value
+            {added_by_run}
+        """,
+        keys,
+    )
+    return cursor.rowcount

@@ -24,6 +24,7 @@ import logging
 
 from cdp import warehouse
 from cdp.activation.connectors.base import SentBatchesLost
+from cdp.activation.ledger import stop_holding
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +39,17 @@ def forget_lost_batches(destination: str, audience_id: str, run_key: str,
         "numbers": sorted(lost.lost),
     }
     with warehouse.connect() as conn, conn.cursor() as cursor:
-        cursor.execute(
-            """
-            update ops.activation_state as held
-            set is_member = false, removed_run_key = %(run)s, sent_identities = null,
-                updated_at = now()
-            from ops.activation_changes as sent
-            where sent.destination = %(destination)s and sent.audience_id = %(audience)s
-                and sent.run_key = %(run)s and sent.batch_number = any(%(numbers)s)
-                and sent.change = 'add' and sent.status = 'sent'
-                and held.destination = sent.destination
-                and held.audience_id = sent.audience_id
-                and held.profile_id = sent.profile_id
-                and held.identity_value = sent.identity_value
-                and held.added_run_key = sent.run_key
-            """,
+        released = stop_holding(
+            cursor,
             keys,
+            """
+            select profile_id, identity_value from ops.activation_changes
+            where destination = %(destination)s and audience_id = %(audience)s
+                and run_key = %(run)s and batch_number = any(%(numbers)s)
+                and change = 'add' and status = 'sent'
+            """,
+            only_added_by_run=True,
         )
-        released = cursor.rowcount
         for number, what_happened in sorted(lost.lost.items()):
             cursor.execute(
                 """

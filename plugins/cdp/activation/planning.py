@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from cdp.activation.destinations import DESTINATION_TYPES, Destination
 from cdp.activation.identities import IDENTITY_KINDS
+from cdp.activation.ledger import stop_holding
 
 MEMBERS_VIEW = "activation.act_audience_members"
 PROFILES_TABLE = "marts.dim_profiles"
@@ -302,18 +303,8 @@ def _add_removals(cursor, destination: Destination, keys: dict) -> None:
         """,
         keys,
     )
-    cursor.execute(
-        """
-        update ops.activation_state as held
-        set is_member = false, removed_run_key = %(run)s, sent_identities = null,
-            updated_at = now()
-        from leaving
-        where leaving.identities = '{}'::jsonb
-            and held.destination = %(destination)s and held.audience_id = %(audience)s
-            and held.profile_id = leaving.profile_id
-            and held.identity_value = leaving.identity_key
-        """,
-        keys,
+    stop_holding(
+        cursor, keys, "select profile_id, identity_key from leaving where identities = '{}'"
     )
 
 

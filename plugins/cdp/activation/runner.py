@@ -23,7 +23,7 @@ from cdp.activation.connectors.base import Audience, Connector, PermanentError, 
 from cdp.activation.connectors.registry import open_connector
 from cdp.activation.delivery import DeliveryCounts, DeliveryIncomplete, deliver_run
 from cdp.activation.destinations import Destination
-from cdp.activation.ledger import ensure_ledger_tables, refresh_statistics
+from cdp.activation.ledger import ensure_ledger_tables, refresh_statistics, stop_holding
 from cdp.activation.lost_batches import forget_lost_batches
 from cdp.activation.planning import RunSummary, plan
 
@@ -231,20 +231,14 @@ def _finish(destination, connector, audience: Audience, run_key: str, counts: De
     with warehouse.connect() as conn, conn.cursor() as cursor:
         if destination.export_mode == "full_file" and all_sent:
             # A full file replaces what the consumer held: removals need no batch.
-            cursor.execute(
-                """
-                update ops.activation_state as held
-                set is_member = false, removed_run_key = %(run)s, sent_identities = null,
-                    updated_at = now()
-                from ops.activation_changes as sent
-                where sent.destination = %(destination)s and sent.audience_id = %(audience)s
-                    and sent.run_key = %(run)s and sent.change = 'remove'
-                    and held.destination = sent.destination
-                    and held.audience_id = sent.audience_id
-                    and held.profile_id = sent.profile_id
-                    and held.identity_value = sent.identity_value
-                """,
+            stop_holding(
+                cursor,
                 keys,
+                """
+                select profile_id, identity_value from ops.activation_changes
+                where destination = %(destination)s and audience_id = %(audience)s
+                    and run_key = %(run)s and change = 'remove'
+                """,
             )
             cursor.execute(
                 """
